@@ -23,7 +23,8 @@ IpAddress IpAddress::v6(std::array<std::uint8_t, 16> bytes) {
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   // inet_pton wants a NUL-terminated string; addresses are short.
-  if (text.empty() || text.size() > 45) {
+  // inet_pton reads a C string: an embedded NUL would hide whatever follows it.
+  if (text.empty() || text.size() > 45 || text.find('\0') != std::string_view::npos) {
     return std::nullopt;
   }
   std::string z(text);

@@ -28,6 +28,12 @@ TEST(SocketAddressTest, RejectsMalformed) {
   }
 }
 
+TEST(IpAddressTest, RejectsEmbeddedNul) {
+  using namespace std::string_view_literals;
+  EXPECT_FALSE(IpAddress::parse("1.2.3.4\0junk"sv));
+  EXPECT_FALSE(SocketAddress::parse("1.2.3.4\0:80"sv));
+}
+
 TEST(SocketAddressTest, SplitHostPortKeepsNames) {
   auto hp = split_host_port("relay.example:4040");
   ASSERT_TRUE(hp);
