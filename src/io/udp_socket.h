@@ -1,0 +1,97 @@
+#pragma once
+// One UDP socket with batched receive (recvmmsg) and the destination address of
+// each datagram (IP_PKTINFO / IPV6_PKTINFO), so a wildcard-bound server knows which
+// of its addresses a request reached and can answer from it.
+//
+// Threading: a UdpSocket belongs to the strand/executor it was opened on; all calls
+// come from there.
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/error.h"
+#include "base/socket_address.h"
+#include "io/asio.h"
+
+namespace peertun::io {
+
+struct ReceivedDatagram {
+  base::SocketAddress source;
+  // The address the datagram was sent to (one of ours). Unspecified if the kernel
+  // did not report it.
+  base::IpAddress local_ip;
+  // Points into the owning RecvBatch; valid until its next receive.
+  std::span<std::uint8_t> data;
+};
+
+// Reusable receive buffers for up to `capacity` datagrams of `max_size` bytes. No
+// allocation after construction.
+class RecvBatch {
+ public:
+  explicit RecvBatch(std::size_t capacity = 64, std::size_t max_size = 2048);
+  RecvBatch(const RecvBatch&) = delete;
+  RecvBatch& operator=(const RecvBatch&) = delete;
+
+  [[nodiscard]] std::size_t size() const { return count_; }
+  [[nodiscard]] const ReceivedDatagram& operator[](std::size_t i) const { return received_[i]; }
+  [[nodiscard]] std::size_t capacity() const { return received_.size(); }
+
+ private:
+  friend class UdpSocket;
+  std::size_t max_size_;
+  std::vector<std::uint8_t> storage_;
+  std::vector<mmsghdr> headers_;
+  std::vector<iovec> iovecs_;
+  std::vector<sockaddr_storage> sources_;
+  std::vector<std::array<std::uint8_t, 64>> controls_;
+  std::vector<ReceivedDatagram> received_;
+  std::size_t count_ = 0;
+};
+
+class UdpSocket {
+ public:
+  struct Options {
+    // 4 MiB: the default 208 KiB loses packets at 250 Mbit/s on these machines
+    // (notes/reference-baselines.md §3); the kernel caps it at rmem_max.
+    int buffer_bytes = 4 * 1024 * 1024;
+  };
+
+  // Opens and binds. IPv6 sockets are v6-only so that a v4 socket can share the port.
+  // Errors: the bind/open errno (e.g. address_in_use, address_not_available).
+  static base::Result<UdpSocket> open(Executor executor, const base::SocketAddress& local,
+                                      Options options);
+  static base::Result<UdpSocket> open(Executor executor, const base::SocketAddress& local) {
+    return open(std::move(executor), local, Options{});
+  }
+
+  UdpSocket(UdpSocket&&) noexcept = default;
+  UdpSocket& operator=(UdpSocket&&) noexcept = default;
+
+  [[nodiscard]] base::SocketAddress local_address() const;
+  [[nodiscard]] bool is_open() const { return socket_.is_open(); }
+
+  // Waits until readable, then takes up to batch.capacity() datagrams with one
+  // recvmmsg. Returns the count (>= 1), or operation_aborted after close()/cancel().
+  Task<base::Result<std::size_t>> receive(RecvBatch& batch);
+
+  // Sends now or fails with would_block when the kernel queue is full (UDP callers
+  // drop and count). `source`, when given, picks which local address the datagram
+  // leaves from (only meaningful on a wildcard-bound socket).
+  base::ErrorCode try_send(std::span<const std::uint8_t> data, const base::SocketAddress& dest,
+                           const base::IpAddress* source = nullptr);
+
+  // Like try_send, but waits (bounded by the caller's cancellation) for room.
+  Task<base::ErrorCode> send(std::span<const std::uint8_t> data, base::SocketAddress dest);
+
+  void cancel();
+  void close();
+
+ private:
+  explicit UdpSocket(asio::ip::udp::socket socket) : socket_(std::move(socket)) {}
+  asio::ip::udp::socket socket_;
+};
+
+}  // namespace peertun::io
