@@ -1,0 +1,61 @@
+#pragma once
+// The client's end of the relay control plane: connect, authenticate (Hello ->
+// Welcome), then typed messages both ways.
+//
+// Threading: the client's io_context thread.
+
+#include <memory>
+#include <string>
+
+#include "base/error.h"
+#include "base/secret.h"
+#include "client/relay_target.h"
+#include "control/messages.h"
+#include "io/asio.h"
+#include "io/websocket.h"
+
+namespace peertun::client {
+
+enum class ControlErrc {
+  Unreachable = 1,  // no TCP/WebSocket connection to the relay
+  Rejected,         // the relay answered Error (bad token, ...)
+  ProtocolError,    // the relay sent something we cannot read
+  Disconnected,     // the connection ended
+};
+const boost::system::error_category& control_client_category();
+inline boost::system::error_code make_error_code(ControlErrc e) {
+  return {static_cast<int>(e), control_client_category()};
+}
+
+class ControlClient {
+ public:
+  // Connects and authenticates. On failure `detail` holds one line for the user
+  // ("cannot reach the relay at 127.0.0.1:4040: Connection refused", "the relay refused
+  // the token (bad_token)"). Errors: Unreachable, Rejected, ProtocolError, Disconnected.
+  static io::Task<base::Result<std::unique_ptr<ControlClient>>> connect(RelayTarget relay,
+                                                                        base::Secret token,
+                                                                        std::string& detail);
+
+  [[nodiscard]] const control::Welcome& welcome() const { return welcome_; }
+  // The relay's address as connected (the resolved IP), for STUN.
+  [[nodiscard]] base::SocketAddress relay_address() const { return ws_->remote_address(); }
+
+  bool send(const control::ClientMessage& message);
+
+  // The next message. Errors: Disconnected (detail in the log), ProtocolError.
+  io::Task<base::Result<control::RelayMessage>> receive();
+
+  io::Task<void> close();
+  void abort();
+
+ private:
+  ControlClient(std::shared_ptr<io::WebSocket> ws, control::Welcome welcome)
+      : ws_(std::move(ws)), welcome_(std::move(welcome)) {}
+  std::shared_ptr<io::WebSocket> ws_;
+  control::Welcome welcome_;
+};
+
+}  // namespace peertun::client
+
+template <>
+struct boost::system::is_error_code_enum<peertun::client::ControlErrc> : std::true_type {};

@@ -1,0 +1,82 @@
+#include "client/peer_info.h"
+
+#include <boost/json.hpp>
+#include <boost/system/errc.hpp>
+
+namespace peertun::client {
+namespace json = boost::json;
+
+std::string encode_peer_info(const PeerInfo& info) {
+  json::object o;
+  o["v"] = 1;
+  o["type"] = "peer_info";
+  if (info.reflexive) {
+    o["reflexive"] = info.reflexive->to_string();
+  }
+  json::array host;
+  for (const auto& h : info.host) {
+    host.emplace_back(h.to_string());
+  }
+  o["host"] = std::move(host);
+  return json::serialize(o);
+}
+
+base::Result<PeerInfo> decode_peer_info(std::string_view text) {
+  const auto invalid = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+  if (text.size() > kMaxPeerInfoBytes) {
+    return invalid;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) {
+    return invalid;
+  }
+  const auto& o = v.get_object();
+  const auto* version = o.if_contains("v");
+  const auto* type = o.if_contains("type");
+  if (version == nullptr || !version->is_int64() || version->get_int64() != 1) {
+    return invalid;
+  }
+  if (type == nullptr || !type->is_string() || type->get_string() != "peer_info") {
+    return invalid;
+  }
+  PeerInfo info;
+  if (const auto* r = o.if_contains("reflexive")) {
+    if (!r->is_string()) {
+      return invalid;
+    }
+    auto addr = base::SocketAddress::parse(std::string_view(r->get_string()));
+    if (!addr) {
+      return invalid;
+    }
+    info.reflexive = *addr;
+  }
+  if (const auto* h = o.if_contains("host")) {
+    if (!h->is_array() || h->get_array().size() > kMaxHostCandidates) {
+      return invalid;
+    }
+    for (const auto& item : h->get_array()) {
+      if (!item.is_string()) {
+        return invalid;
+      }
+      auto addr = base::SocketAddress::parse(std::string_view(item.get_string()));
+      if (!addr) {
+        return invalid;
+      }
+      info.host.push_back(*addr);
+    }
+  }
+  return info;
+}
+
+std::optional<base::SocketAddress> best_address(const PeerInfo& info) {
+  if (info.reflexive) {
+    return info.reflexive;
+  }
+  if (!info.host.empty()) {
+    return info.host.front();
+  }
+  return std::nullopt;
+}
+
+}  // namespace peertun::client
