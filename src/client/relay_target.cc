@@ -11,6 +11,36 @@ std::string RelayTarget::display() const {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+namespace {
+
+// A DNS name (letters, digits, '-', '.', '_') or an IP literal; anything else (spaces,
+// '@', '/', ...) is a typo or an attack on whoever resolves it.
+bool valid_host(std::string_view host) {
+  if (host.empty() || host.size() > 253) {
+    return false;
+  }
+  if (base::IpAddress::parse(host)) {
+    return true;
+  }
+  for (char c : host) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<RelayTarget> checked(RelayTarget t) {
+  if (!valid_host(t.host)) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+}  // namespace
+
 std::optional<RelayTarget> parse_relay_target(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
     text.remove_prefix(1);
@@ -34,14 +64,14 @@ std::optional<RelayTarget> parse_relay_target(std::string_view text) {
   }
   // A bare IPv6 literal or a bracketed one without port.
   if (base::IpAddress::parse(text) && text.find(':') != std::string_view::npos) {
-    return RelayTarget{std::string(text), kDefaultRelayPort};
+    return checked({std::string(text), kDefaultRelayPort});
   }
   if (text.front() == '[' && text.back() == ']') {
     auto inner = text.substr(1, text.size() - 2);
     if (!base::IpAddress::parse(inner)) {
       return std::nullopt;
     }
-    return RelayTarget{std::string(inner), kDefaultRelayPort};
+    return checked({std::string(inner), kDefaultRelayPort});
   }
   if (auto hp = base::split_host_port(text)) {
     if (hp->port == 0) {
@@ -50,12 +80,12 @@ std::optional<RelayTarget> parse_relay_target(std::string_view text) {
     if (hp->host.front() == '[') {
       return std::nullopt;
     }
-    return RelayTarget{hp->host, hp->port};
+    return checked({hp->host, hp->port});
   }
   if (text.find(':') != std::string_view::npos || text.find('[') != std::string_view::npos) {
     return std::nullopt;
   }
-  return RelayTarget{std::string(text), kDefaultRelayPort};
+  return checked({std::string(text), kDefaultRelayPort});
 }
 
 }  // namespace peertun::client

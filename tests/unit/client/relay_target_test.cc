@@ -30,8 +30,9 @@ TEST(RelayTargetTest, AcceptsTheDocumentedForms) {
 }
 
 TEST(RelayTargetTest, RejectsMalformed) {
-  for (const char* bad : {"", "host:", "host:0", "host:70000", "https://relay.example",
-                          "ws://relay.example/other", "[::1", "host:port", "a:b:c"}) {
+  for (const char* bad :
+       {"", "host:", "host:0", "host:70000", "https://relay.example", "ws://relay.example/other",
+        "[::1", "host:port", "a:b:c", "ws:// R", "re lay:4040", "user@relay:4040", "relay/x"}) {
     EXPECT_FALSE(parse_relay_target(bad)) << bad;
   }
 }
