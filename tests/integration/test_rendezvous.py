@@ -268,6 +268,43 @@ class RendezvousTest(PeertunTestCase):
         self.assertEqual(c.wait_exit(), 1)
         self.assertIn("does not accept this token", c.err[0])
 
+    def test_peers_meet_through_an_ipv6_relay(self):
+        relay = self.relay(listen="[::1]:0")
+        a, b, _ = self.start_pair(relay)
+        self.assertTrue(b.wait_event("public_address")["address"].startswith("[::1]:"))
+        self.assertTrue(b.wait_event("peer_address")["address"].startswith("[::1]:"))
+        a.wait_event("peer_address")
+
+    def test_dead_connections_are_reaped_and_live_ones_kept(self):
+        cfg = os.path.join(self.tmp, "relay.toml")
+        with open(cfg, "w") as f:
+            f.write('ping_interval = "1s"\n')
+        relay = self.relay("--config", cfg)
+        # This one answers pings (it keeps reading); that one never reads again.
+        alive = WsClient(relay.host, relay.port)
+        dead = WsClient(relay.host, relay.port)
+        hello(alive)
+        hello(dead)
+        self.assertEqual(relay.metrics()["authenticated_active"], 2)
+        deadline = time.monotonic() + 10
+        alive.s.settimeout(0.5)
+        while time.monotonic() < deadline and relay.metrics()["authenticated_active"] != 1:
+            try:
+                alive.recv_frame()  # answers the relay's pings
+            except (socket.timeout, TimeoutError):
+                pass
+        self.assertEqual(relay.metrics()["authenticated_active"], 1)
+        # The silent one was closed by the relay; the live one still works.
+        self.assertTrue(dead.closed_within(5))
+        alive.s.settimeout(5)
+        alive.send_json({"v": 1, "type": "create_session"})
+        while True:
+            msg = alive.recv_json()
+            if msg["type"] == "session_created":
+                break
+        alive.close()
+        dead.close()
+
     def test_relay_config_errors_are_clear(self):
         bad = os.path.join(self.tmp, "relay.toml")
         with open(bad, "w") as f:
