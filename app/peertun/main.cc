@@ -174,6 +174,20 @@ int run_session(boost::asio::io_context& io, client::P2pSession& session,
   return kExitOk;
 }
 
+// Settings, then one session as A or B: `begin` picks which.
+template <class Begin>
+int run_p2p(const GlobalOptions& g, Begin begin) {
+  std::string problem;
+  auto settings = resolve_settings(g, problem);
+  if (!settings) {
+    return usage_error(problem);
+  }
+  Printer printer(g.json);
+  boost::asio::io_context io(1);
+  client::P2pSession session(std::move(*settings), printer);
+  return run_session(io, session, begin(session));
+}
+
 int cmd_p2p(const GlobalOptions& g, const std::string& dir) {
   std::error_code ec;
   const auto status = std::filesystem::status(dir, ec);
@@ -186,15 +200,7 @@ int cmd_p2p(const GlobalOptions& g, const std::string& dir) {
   if (::access(dir.c_str(), R_OK | X_OK) != 0) {
     return usage_error("cannot share " + dir + ": permission denied");
   }
-  std::string problem;
-  auto settings = resolve_settings(g, problem);
-  if (!settings) {
-    return usage_error(problem);
-  }
-  Printer printer(g.json);
-  boost::asio::io_context io(1);
-  client::P2pSession session(std::move(*settings), printer);
-  return run_session(io, session, session.share());
+  return run_p2p(g, [](client::P2pSession& session) { return session.share(); });
 }
 
 int cmd_p2p_join(const GlobalOptions& g, const std::string& code_text) {
@@ -203,21 +209,13 @@ int cmd_p2p_join(const GlobalOptions& g, const std::string& code_text) {
     return usage_error("that is not a join code (" + code.error().message() +
                        "); it looks like pt-p2p-2A91-7XKP-Q4L9");
   }
-  std::string problem;
-  auto settings = resolve_settings(g, problem);
-  if (!settings) {
-    return usage_error(problem);
-  }
-  Printer printer(g.json);
-  boost::asio::io_context io(1);
-  client::P2pSession session(std::move(*settings), printer);
-  return run_session(io, session, session.join(std::move(*code)));
+  return run_p2p(g,
+                 [&code](client::P2pSession& session) { return session.join(std::move(*code)); });
 }
 
 // Binding requests to the relay's main and alternate address from one socket: the
 // mapping each sees, and whether they agree.
 int cmd_debug_stun(const GlobalOptions& g, int timeout_ms) {
-  client::ClientConfig flags;
   std::string relay_text = g.relay;
   if (relay_text.empty()) {
     if (const char* r = std::getenv("PEERTUN_RELAY"); r != nullptr && *r) {
