@@ -67,7 +67,6 @@ class Printer final : public client::P2pObserver {
     event("peer_left", {{"peer", std::string(1, role)}},
           std::string("  Peer ") + role + " left; session over.");
   }
-  void note(std::string_view name, const std::string& human) { event(name, {}, human); }
 
  private:
   bool json_;
