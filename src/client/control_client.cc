@@ -29,40 +29,40 @@ spdlog::logger& log() { return base::logger("client.control"); }
 
 const boost::system::error_category& control_client_category() { return kCategory; }
 
-io::Task<base::Result<std::unique_ptr<ControlClient>>> ControlClient::connect(RelayTarget relay,
-                                                                              base::Secret token,
-                                                                              std::string& detail) {
+io::Task<ControlClient::Connected> ControlClient::connect(RelayTarget relay, base::Secret token) {
   io::WebSocketOptions options;
   auto ws = co_await io::connect_websocket(relay.host, relay.port, "/v1/control", options);
   if (!ws) {
-    detail = "cannot reach the relay at " + relay.display() + ": " + ws.error().message();
-    co_return ControlErrc::Unreachable;
+    co_return Connected{
+        nullptr, ControlErrc::Unreachable,
+        "cannot reach the relay at " + relay.display() + ": " + ws.error().message()};
   }
   (*ws)->send(control::encode(control::ClientMessage{control::Hello{token, kClientSoftware}}));
   auto first = co_await (*ws)->read();
   if (!first) {
-    detail = "the relay at " + relay.display() + " closed the connection during login";
-    co_return ControlErrc::Disconnected;
+    co_return Connected{nullptr, ControlErrc::Disconnected,
+                        "the relay at " + relay.display() + " closed the connection during login"};
   }
   std::string why;
   auto decoded = control::decode_relay_message(*first, why);
   if (!decoded) {
-    detail = "the relay at " + relay.display() + " sent an unreadable answer: " + why;
-    co_return ControlErrc::ProtocolError;
+    co_return Connected{nullptr, ControlErrc::ProtocolError,
+                        "the relay at " + relay.display() + " sent an unreadable answer: " + why};
   }
   if (auto* err = std::get_if<control::Error>(&*decoded)) {
-    detail = "the relay refused the login: " + err->message + " (" +
-             std::string(control::to_string(err->code)) + ")";
-    co_return ControlErrc::Rejected;
+    co_return Connected{nullptr, ControlErrc::Rejected,
+                        "the relay refused the login: " + err->message + " (" +
+                            std::string(control::to_string(err->code)) + ")"};
   }
   auto* welcome = std::get_if<control::Welcome>(&*decoded);
   if (welcome == nullptr) {
-    detail = "the relay at " + relay.display() + " did not welcome us";
-    co_return ControlErrc::ProtocolError;
+    co_return Connected{nullptr, ControlErrc::ProtocolError,
+                        "the relay at " + relay.display() + " did not welcome us"};
   }
   log().info("control.connected relay={} observed={}", relay.display(),
              welcome->observed_address.to_string());
-  co_return std::unique_ptr<ControlClient>(new ControlClient(std::move(*ws), *welcome));
+  co_return Connected{
+      std::unique_ptr<ControlClient>(new ControlClient(std::move(*ws), *welcome)), {}, {}};
 }
 
 bool ControlClient::send(const control::ClientMessage& message) {

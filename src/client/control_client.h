@@ -29,12 +29,17 @@ inline boost::system::error_code make_error_code(ControlErrc e) {
 
 class ControlClient {
  public:
-  // Connects and authenticates. On failure `detail` holds one line for the user
+  // What connect() gives: a client, or one line for the user saying why not
   // ("cannot reach the relay at 127.0.0.1:4040: Connection refused", "the relay refused
-  // the token (bad_token)"). Errors: Unreachable, Rejected, ProtocolError, Disconnected.
-  static io::Task<base::Result<std::unique_ptr<ControlClient>>> connect(RelayTarget relay,
-                                                                        base::Secret token,
-                                                                        std::string& detail);
+  // the login: ... (bad_token)") with the error (Unreachable, Rejected, ProtocolError,
+  // Disconnected). A value, not an out-parameter: coroutines take no references.
+  struct Connected {
+    std::unique_ptr<ControlClient> client;
+    base::ErrorCode error;
+    std::string detail;
+  };
+  // Connects and authenticates.
+  static io::Task<Connected> connect(RelayTarget relay, base::Secret token);
 
   [[nodiscard]] const control::Welcome& welcome() const { return welcome_; }
   // The relay's address as connected (the resolved IP), for STUN.

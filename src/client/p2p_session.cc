@@ -45,7 +45,7 @@ void P2pSession::stop() {
   }
 }
 
-io::Task<std::optional<Failure>> P2pSession::gather(PeerInfo& ours) {
+io::Task<std::optional<Failure>> P2pSession::gather() {
   auto executor = co_await io::asio::this_coro::executor;
   const auto relay_ip = control_->relay_address().ip();
   const base::IpAddress any =
@@ -60,10 +60,10 @@ io::Task<std::optional<Failure>> P2pSession::gather(PeerInfo& ours) {
     if (ip.family() != relay_ip.family()) {
       continue;  // this socket speaks one family
     }
-    if (ours.host.size() >= kMaxHostCandidates) {
+    if (ours_.host.size() >= kMaxHostCandidates) {
       break;
     }
-    ours.host.emplace_back(ip, local_port);
+    ours_.host.emplace_back(ip, local_port);
   }
   const base::SocketAddress stun_server(relay_ip, control_->welcome().stun_port);
   // A named value, not `{}`: GCC 12 destroys a braced temporary coroutine argument twice.
@@ -73,7 +73,7 @@ io::Task<std::optional<Failure>> P2pSession::gather(PeerInfo& ours) {
     co_return std::nullopt;
   }
   if (mapped) {
-    ours.reflexive = mapped->mapped_address;
+    ours_.reflexive = mapped->mapped_address;
     observer_.public_address(mapped->mapped_address);
   } else {
     log().warn("stun.failed server={} error={}", stun_server.to_string(), mapped.error().message());
@@ -84,19 +84,17 @@ io::Task<std::optional<Failure>> P2pSession::gather(PeerInfo& ours) {
 
 io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::JoinCode> code) {
   const char peer_role = is_a ? 'B' : 'A';
-  std::string detail;
-  auto connected = co_await ControlClient::connect(settings_.relay, settings_.token, detail);
-  if (!connected) {
-    co_return Failure{1, detail};
+  auto connected = co_await ControlClient::connect(settings_.relay, settings_.token);
+  if (!connected.client) {
+    co_return Failure{1, connected.detail};
   }
-  control_ = std::move(*connected);
+  control_ = std::move(connected.client);
   if (stopping_) {
     co_return std::nullopt;
   }
   observer_.relay_connected(control_->welcome());
 
-  PeerInfo ours;
-  if (auto failed = co_await gather(ours)) {
+  if (auto failed = co_await gather()) {
     co_return failed;
   }
   if (stopping_) {
@@ -106,7 +104,7 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
   if (is_a) {
     control_->send(control::CreateSession{});
   } else {
-    control_->send(control::JoinSession{code->nameplate});
+    control_->send(control::JoinSession{code.value().nameplate});  // join() always has a code
   }
 
   std::optional<pake::Handshake> handshake;
@@ -116,6 +114,9 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
   io::asio::steady_timer handshake_timer(executor);
 
   auto begin_handshake = [&](const std::string& session_id) -> std::optional<Failure> {
+    if (!code) {
+      return Failure{1, "the relay paired us before a join code existed"};
+    }
     auto hs =
         pake::Handshake::start(is_a ? pake::Role::A : pake::Role::B, *code, to_bytes(session_id));
     if (!hs) {
@@ -206,7 +207,7 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
               }
               if (handshake->complete()) {
                 channel.emplace(handshake->take_channel());
-                const auto text = encode_peer_info(ours);
+                const auto text = encode_peer_info(ours_);
                 control_->send(control::Signal{channel->seal(to_bytes(text))});
               }
               return;

@@ -70,12 +70,14 @@ class P2pSession {
 
  private:
   io::Task<std::optional<Failure>> run(bool is_a, std::optional<pake::JoinCode> code);
-  io::Task<std::optional<Failure>> gather(PeerInfo& ours);
+  // Opens the data socket and fills ours_ (host candidates, STUN mapping).
+  io::Task<std::optional<Failure>> gather();
 
   P2pSettings settings_;
   P2pObserver& observer_;
   std::unique_ptr<ControlClient> control_;
   std::optional<io::UdpSocket> socket_;
+  PeerInfo ours_;
   std::optional<PeerInfo> peer_info_;
   bool stopping_ = false;
   bool timed_out_ = false;

@@ -13,7 +13,7 @@
 
 namespace peertun::client {
 
-inline constexpr std::size_t kMaxPeerInfoBytes = 8 * 1024;
+inline constexpr std::size_t kMaxPeerInfoBytes = std::size_t{8} * 1024;
 inline constexpr std::size_t kMaxHostCandidates = 32;
 
 struct PeerInfo {

@@ -25,11 +25,11 @@ namespace peertun::control {
 inline constexpr std::int64_t kProtocolVersion = 1;
 
 // Largest text frame either side accepts, checked before parsing.
-inline constexpr std::size_t kMaxMessageSize = 64 * 1024;
+inline constexpr std::size_t kMaxMessageSize = std::size_t{64} * 1024;
 // Largest Signal payload, after base64 decoding. Signalling is a few PAKE messages
 // and candidate lists; 16 KiB leaves room without letting a peer make the relay buffer
 // much per session.
-inline constexpr std::size_t kMaxSignalPayload = 16 * 1024;
+inline constexpr std::size_t kMaxSignalPayload = std::size_t{16} * 1024;
 // Tokens are 1..256 visible ASCII characters (0x21-0x7E): no spaces, no controls.
 inline constexpr std::size_t kMaxTokenLength = 256;
 // "client" in Hello and "relay" in Welcome: 1..256 bytes of UTF-8.

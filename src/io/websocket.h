@@ -26,9 +26,9 @@ struct WebSocketOptions {
   // it is closed. Both sides ping, so a dead peer is found within this bound.
   std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(40);
   // Larger messages close the connection (code 1009).
-  std::size_t max_message_bytes = 64 * 1024;
+  std::size_t max_message_bytes = std::size_t{64} * 1024;
   // A peer that does not read its messages is disconnected once this much waits.
-  std::size_t max_queued_bytes = 1024 * 1024;
+  std::size_t max_queued_bytes = std::size_t{1024} * 1024;
 };
 
 class WebSocket : public std::enable_shared_from_this<WebSocket> {
