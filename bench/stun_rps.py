@@ -63,6 +63,7 @@ def run_coturn(bdir, seconds, window):
         return measure(p.pid, bdir, port, seconds, window)
     finally:
         stop(p)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():

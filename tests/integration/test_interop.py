@@ -88,6 +88,7 @@ class OurClientAgainstCoturn(PeertunTestCase):
         super().setUp()
         self.port = free_port_pair()
         work = tempfile.mkdtemp(prefix="coturn-")
+        self.work = work
         self.pidfile = os.path.join(work, "coturn.pid")
         args = ["turnserver", "-n", "--no-tls", "--no-dtls", "--no-cli",
                 "-p", str(self.port), "-L", "127.0.0.1", "-L", "127.0.0.2", "-E", "127.0.0.1",
@@ -116,6 +117,7 @@ class OurClientAgainstCoturn(PeertunTestCase):
             except subprocess.TimeoutExpired:
                 self.coturn.kill()
                 self.coturn.wait(5)
+        shutil.rmtree(self.work, ignore_errors=True)
         super().tearDown()
 
     def test_debug_stun_agrees_with_coturns_own_client(self):

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -31,7 +32,8 @@ class Proc:
         full_env.pop("PEERTUN_RELAY", None)
         full_env.pop("PEERTUN_TOKEN", None)
         # Keep the user's own config file out of the tests.
-        full_env["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="peertun-cfg-")
+        self.cfg_dir = tempfile.mkdtemp(prefix="peertun-cfg-")
+        full_env["XDG_CONFIG_HOME"] = self.cfg_dir
         if env:
             full_env.update(env)
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -108,6 +110,7 @@ class Proc:
         for f in (self.p.stdout, self.p.stderr):
             if not f.closed:
                 f.close()
+        shutil.rmtree(self.cfg_dir, ignore_errors=True)
 
 
 class Relay(Proc):
@@ -253,6 +256,7 @@ class PeertunTestCase(unittest.TestCase):
     def tearDown(self):
         for p in reversed(self.procs):
             p.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def keep(self, proc):
         self.procs.append(proc)
