@@ -1,7 +1,6 @@
 // peertun: the P2P tunnel client. Thin: flags, config, wiring, output.
 // docs/cli.md is the reference for every command and flag.
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

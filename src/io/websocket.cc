@@ -1,7 +1,6 @@
 // The only file that includes Boost.Beast (see websocket.h for why).
 #include "io/websocket.h"
 
-#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>

@@ -17,8 +17,7 @@ constexpr auto kExpirySweepInterval = std::chrono::seconds(5);
 // generous room for later protocol steps while stopping floods.
 constexpr double kMessagesPerSecond = 20.0;
 constexpr double kMessageBurst = 100.0;
-// WebSocket close codes (RFC 6455 §7.4.1).
-constexpr std::uint16_t kCloseNormal = 1000;
+// WebSocket close code for a refused connection (RFC 6455 §7.4.1).
 constexpr std::uint16_t kClosePolicy = 1008;
 
 using Clock = std::chrono::steady_clock;
@@ -29,8 +28,9 @@ struct ControlService::Connection {
   ConnectionId id;
   std::shared_ptr<io::WebSocket> ws;
   bool authenticated = false;
+  // Set once the relay has refused this connection: it closes with 1008 after the
+  // error message goes out.
   bool closing = false;
-  std::uint16_t close_code = kCloseNormal;
   double tokens = kMessageBurst;
   Clock::time_point last_refill = Clock::now();
 };
@@ -119,10 +119,7 @@ io::Task<void> ControlService::serve(std::shared_ptr<io::WebSocket> ws) {
     conn.last_refill = now;
     if (conn.tokens < 1.0) {
       ++stats_.rate_limited;
-      send_error(conn, static_cast<int>(control::ErrorCode::RateLimited),
-                 "too many messages; slow down");
-      conn.closing = true;
-      conn.close_code = kClosePolicy;
+      refuse(conn, control::ErrorCode::RateLimited, "too many messages; slow down");
     } else {
       conn.tokens -= 1.0;
       handle(conn, *text);
@@ -136,7 +133,7 @@ io::Task<void> ControlService::serve(std::shared_ptr<io::WebSocket> ws) {
     hello_timer->cancel();
   }
   if (*alive) {
-    end_session(conn, static_cast<int>(control::PeerLeftReason::Disconnected));
+    end_session(conn, control::PeerLeftReason::Disconnected);
     connections_.erase(conn.id);
     --stats_.connections_active;
     if (conn.authenticated) {
@@ -144,17 +141,21 @@ io::Task<void> ControlService::serve(std::shared_ptr<io::WebSocket> ws) {
     }
   }
   if (conn.closing && ws->is_open()) {
-    co_await ws->close(conn.close_code, "");
+    co_await ws->close(kClosePolicy, "");
   }
   log().debug("control.disconnected id={}", conn.id);
 }
 
-void ControlService::send_error(Connection& conn, int code, std::string message) {
-  conn.ws->send(control::encode(control::RelayMessage{
-      control::Error{static_cast<control::ErrorCode>(code), std::move(message)}}));
+void ControlService::send_error(Connection& conn, control::ErrorCode code, std::string message) {
+  conn.ws->send(control::encode(control::RelayMessage{control::Error{code, std::move(message)}}));
 }
 
-void ControlService::end_session(Connection& conn, int peer_left_reason) {
+void ControlService::refuse(Connection& conn, control::ErrorCode code, std::string message) {
+  send_error(conn, code, std::move(message));
+  conn.closing = true;
+}
+
+void ControlService::end_session(Connection& conn, control::PeerLeftReason reason) {
   auto peer = registry_.end_session_of(conn.id, Clock::now());
   if (!peer) {
     return;
@@ -163,8 +164,7 @@ void ControlService::end_session(Connection& conn, int peer_left_reason) {
   if (it == connections_.end()) {
     return;
   }
-  it->second->ws->send(control::encode(control::RelayMessage{
-      control::PeerLeft{static_cast<control::PeerLeftReason>(peer_left_reason)}}));
+  it->second->ws->send(control::encode(control::RelayMessage{control::PeerLeft{reason}}));
 }
 
 void ControlService::handle(Connection& conn, std::string_view text) {
@@ -174,10 +174,11 @@ void ControlService::handle(Connection& conn, std::string_view text) {
     ++stats_.bad_messages;
     const auto code = control::reply_code_for(decoded.error());
     log().debug("control.bad_message id={} detail={}", conn.id, detail);
-    send_error(conn, static_cast<int>(code), "cannot read message: " + detail);
-    if (!conn.authenticated) {
-      conn.closing = true;
-      conn.close_code = kClosePolicy;
+    // Before authentication garbage ends the connection; after it, only the message.
+    if (conn.authenticated) {
+      send_error(conn, code, "cannot read message: " + detail);
+    } else {
+      refuse(conn, code, "cannot read message: " + detail);
     }
     return;
   }
@@ -187,22 +188,17 @@ void ControlService::handle(Connection& conn, std::string_view text) {
     const auto* hello = std::get_if<control::Hello>(&message);
     if (hello == nullptr) {
       ++stats_.auth_failures;
-      send_error(conn, static_cast<int>(control::ErrorCode::MissingToken),
-                 "the first message must be hello with a token");
-      conn.closing = true;
-      conn.close_code = kClosePolicy;
+      refuse(conn, control::ErrorCode::MissingToken,
+             "the first message must be hello with a token");
       return;
     }
     if (hello->token.empty() || !token_accepted(hello->token)) {
       ++stats_.auth_failures;
       log().info("control.auth_failed id={} remote={}", conn.id,
                  conn.ws->remote_address().to_string());
-      send_error(conn,
-                 static_cast<int>(hello->token.empty() ? control::ErrorCode::MissingToken
-                                                       : control::ErrorCode::BadToken),
-                 hello->token.empty() ? "no token given" : "the relay does not accept this token");
-      conn.closing = true;
-      conn.close_code = kClosePolicy;
+      refuse(conn,
+             hello->token.empty() ? control::ErrorCode::MissingToken : control::ErrorCode::BadToken,
+             hello->token.empty() ? "no token given" : "the relay does not accept this token");
       return;
     }
     conn.authenticated = true;
@@ -224,15 +220,14 @@ void ControlService::handle(Connection& conn, std::string_view text) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, control::Hello>) {
           ++stats_.bad_messages;
-          send_error(conn, static_cast<int>(control::ErrorCode::BadMessage),
-                     "already authenticated");
+          send_error(conn, control::ErrorCode::BadMessage, "already authenticated");
         } else if constexpr (std::is_same_v<T, control::CreateSession>) {
           auto created = registry_.create(conn.id, now);
           if (!created) {
             send_error(conn,
-                       static_cast<int>(created.error() == RegistryErrc::AlreadyInSession
-                                            ? control::ErrorCode::AlreadyInSession
-                                            : control::ErrorCode::Internal),
+                       created.error() == RegistryErrc::AlreadyInSession
+                           ? control::ErrorCode::AlreadyInSession
+                           : control::ErrorCode::Internal,
                        created.error().message());
             return;
           }
@@ -260,7 +255,7 @@ void ControlService::handle(Connection& conn, std::string_view text) {
               default:
                 break;
             }
-            send_error(conn, static_cast<int>(code), joined.error().message());
+            send_error(conn, code, joined.error().message());
             return;
           }
           ++stats_.sessions_joined;
@@ -277,7 +272,7 @@ void ControlService::handle(Connection& conn, std::string_view text) {
           auto it = peer ? connections_.find(*peer) : connections_.end();
           if (it == connections_.end()) {
             ++stats_.bad_messages;
-            send_error(conn, static_cast<int>(control::ErrorCode::NotInSession),
+            send_error(conn, control::ErrorCode::NotInSession,
                        "no peer to forward to: join or wait for a peer first");
             return;
           }
@@ -291,7 +286,7 @@ void ControlService::handle(Connection& conn, std::string_view text) {
             reason = control::PeerLeftReason::ProtocolError;
           }
           log().info("session.aborted id={} reason={}", conn.id, control::to_string(m.reason));
-          end_session(conn, static_cast<int>(reason));
+          end_session(conn, reason);
         }
       },
       message);
@@ -308,7 +303,7 @@ io::Task<void> ControlService::expiry_loop(std::shared_ptr<bool> alive) {
     for (ConnectionId owner : registry_.expire(Clock::now())) {
       ++stats_.sessions_expired;
       if (auto it = connections_.find(owner); it != connections_.end()) {
-        send_error(*it->second, static_cast<int>(control::ErrorCode::NameplateExpired),
+        send_error(*it->second, control::ErrorCode::NameplateExpired,
                    "nobody joined within the nameplate's lifetime");
       }
     }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "control/messages.h"
 #include "io/asio.h"
 #include "io/websocket.h"
 #include "relay/config.h"
@@ -45,8 +46,10 @@ class ControlService {
   struct Connection;
   io::Task<void> expiry_loop(std::shared_ptr<bool> alive);
   void handle(Connection& conn, std::string_view text);
-  void send_error(Connection& conn, int code, std::string message);
-  void end_session(Connection& conn, int peer_left_reason);
+  void send_error(Connection& conn, control::ErrorCode code, std::string message);
+  // Sends the error, then the connection is closed with 1008 (policy violation).
+  void refuse(Connection& conn, control::ErrorCode code, std::string message);
+  void end_session(Connection& conn, control::PeerLeftReason reason);
   [[nodiscard]] bool token_accepted(const base::Secret& token) const;
 
   io::Executor executor_;
