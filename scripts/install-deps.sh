@@ -18,6 +18,8 @@ packages=(
   # interop references, benches and the NAT lab
   coturn iperf3 sshfs openssh-server openssh-client
   iproute2 nftables conntrack procps psmisc util-linux python3 curl
+  # the NAT lab's delay line is fed by the xtables NFQUEUE target (no nft `queue` here)
+  iptables
 )
 
 missing=()
