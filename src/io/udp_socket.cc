@@ -1,6 +1,7 @@
 #include "io/udp_socket.h"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 
 #include <boost/asio/socket_base.hpp>
 #include <cerrno>
@@ -75,6 +76,10 @@ base::Result<UdpSocket> UdpSocket::open(Executor executor, const base::SocketAdd
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   }
+  if (options.gro) {
+    // Best effort: without GRO every datagram simply arrives alone.
+    ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+  }
   // Best effort: the kernel silently caps at rmem_max/wmem_max.
   socket.set_option(asio::socket_base::receive_buffer_size(options.buffer_bytes), ec);
   socket.set_option(asio::socket_base::send_buffer_size(options.buffer_bytes), ec);
@@ -86,7 +91,8 @@ base::Result<UdpSocket> UdpSocket::open(Executor executor, const base::SocketAdd
   if (ec) {
     return ec;
   }
-  return UdpSocket(std::move(socket));
+  const bool v6 = endpoint.protocol() == asio::ip::udp::v6();
+  return UdpSocket(std::move(socket), v6);
 }
 
 base::SocketAddress UdpSocket::local_address() const {
@@ -121,6 +127,7 @@ Task<base::Result<std::size_t>> UdpSocket::receive(RecvBatch& batch) {
         const auto& h = batch.headers_[i].msg_hdr;
         out.source = from_sockaddr(batch.sources_[i]);
         out.local_ip = {};
+        out.segment_size = 0;
         for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr;
              c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
           if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
@@ -135,6 +142,10 @@ Task<base::Result<std::size_t>> UdpSocket::receive(RecvBatch& batch) {
             std::array<std::uint8_t, 16> b;
             std::memcpy(b.data(), &info.ipi6_addr, 16);
             out.local_ip = base::IpAddress::v6(b).unmapped();
+          } else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int segment = 0;
+            std::memcpy(&segment, CMSG_DATA(c), sizeof segment);
+            out.segment_size = segment > 0 ? static_cast<std::size_t>(segment) : 0;
           }
         }
         // A datagram longer than max_size arrives truncated (MSG_TRUNC); every
@@ -142,6 +153,9 @@ Task<base::Result<std::size_t>> UdpSocket::receive(RecvBatch& batch) {
         // and the length we report makes its parser reject it.
         out.data = {batch.storage_.data() + i * batch.max_size_,
                     std::min<std::size_t>(batch.headers_[i].msg_len, batch.max_size_)};
+        if (out.segment_size == 0 || out.segment_size > out.data.size()) {
+          out.segment_size = out.data.size();
+        }
       }
       batch.count_ = static_cast<std::size_t>(n);
       co_return batch.count_;
@@ -165,7 +179,7 @@ Task<base::Result<std::size_t>> UdpSocket::receive(RecvBatch& batch) {
 base::ErrorCode UdpSocket::try_send(std::span<const std::uint8_t> data,
                                     const base::SocketAddress& dest,
                                     const base::IpAddress* source) {
-  const bool v6_socket = socket_.local_endpoint().address().is_v6();
+  const bool v6_socket = v6_;
   sockaddr_storage ss;
   base::SocketAddress target = dest;
   if (v6_socket && dest.ip().is_v4()) {
@@ -213,6 +227,92 @@ base::ErrorCode UdpSocket::try_send(std::span<const std::uint8_t> data,
     }
     return errno_code(errno);
   }
+}
+
+base::Result<std::size_t> UdpSocket::try_send_segments(std::span<const std::uint8_t> data,
+                                                       std::size_t segment_size,
+                                                       const base::SocketAddress& dest) {
+  // Linux caps GSO at UDP_MAX_SEGMENTS (64) segments and one UDP datagram's size.
+  constexpr std::size_t kMaxSegments = 64;
+  constexpr std::size_t kMaxUdpBytes = 65507;
+  if (segment_size == 0 || data.empty() || data.size() > kMaxUdpBytes ||
+      (data.size() + segment_size - 1) / segment_size > kMaxSegments) {
+    return errno_code(EINVAL);
+  }
+  if (data.size() <= segment_size) {
+    auto ec = try_send(data, dest);
+    if (ec) {
+      return ec;
+    }
+    return data.size();
+  }
+  const bool v6_socket = v6_;
+  if (v6_socket && dest.ip().is_v4()) {
+    return errno_code(EAFNOSUPPORT);
+  }
+  sockaddr_storage ss;
+  const socklen_t len = to_sockaddr(dest, ss, v6_socket);
+  if (gso_) {
+    iovec iov{const_cast<std::uint8_t*>(data.data()), data.size()};
+    msghdr msg{};
+    msg.msg_name = &ss;
+    msg.msg_namelen = len;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) std::array<std::uint8_t, CMSG_SPACE(sizeof(std::uint16_t))> control{};
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+    const auto gso_size = static_cast<std::uint16_t>(segment_size);
+    std::memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+    for (;;) {
+      const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) {
+        return data.size();
+      }
+      if (errno == EINTR) {
+        continue;
+      }
+      // EIO: the device cannot checksum-offload; EINVAL/ENOPROTOOPT: no GSO here. Fall
+      // back to sendmmsg from now on (upstream ngtcp2 does the same).
+      if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) {
+        gso_ = false;
+        break;
+      }
+      return errno_code(errno);
+    }
+  }
+  std::array<mmsghdr, kMaxSegments> msgs{};
+  std::array<iovec, kMaxSegments> iovs{};
+  std::size_t count = 0;
+  for (std::size_t off = 0; off < data.size(); off += segment_size, ++count) {
+    iovs[count] = {const_cast<std::uint8_t*>(data.data()) + off,
+                   std::min(segment_size, data.size() - off)};
+    auto& h = msgs[count].msg_hdr;
+    h.msg_name = &ss;
+    h.msg_namelen = len;
+    h.msg_iov = &iovs[count];
+    h.msg_iovlen = 1;
+  }
+  for (;;) {
+    const int n = ::sendmmsg(socket_.native_handle(), msgs.data(), static_cast<unsigned>(count),
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      return std::min(data.size(), static_cast<std::size_t>(n) * segment_size);
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    return errno_code(n < 0 ? errno : EAGAIN);
+  }
+}
+
+Task<base::ErrorCode> UdpSocket::wait_writable() {
+  auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_write, use_nothrow);
+  co_return ec;
 }
 
 Task<base::ErrorCode> UdpSocket::send(std::span<const std::uint8_t> data,

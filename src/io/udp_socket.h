@@ -25,6 +25,10 @@ struct ReceivedDatagram {
   base::IpAddress local_ip;
   // Points into the owning RecvBatch; valid until its next receive.
   std::span<std::uint8_t> data;
+  // With Options::gro, the kernel may coalesce several datagrams from one source into
+  // `data`: each is `segment_size` bytes except the last, which may be shorter. Without
+  // coalescing segment_size == data.size().
+  std::size_t segment_size = 0;
 };
 
 // Reusable receive buffers for up to `capacity` datagrams of `max_size` bytes. No
@@ -57,6 +61,10 @@ class UdpSocket {
     // 4 MiB: the default 208 KiB loses packets at 250 Mbit/s on these machines
     // (notes/reference-baselines.md §3); the kernel caps it at rmem_max.
     int buffer_bytes = 4 * 1024 * 1024;
+    // UDP GRO (Linux >= 5.0): receive coalesced datagrams (see
+    // ReceivedDatagram::segment_size). Use a RecvBatch with max_size 65535, or coalesced
+    // datagrams arrive truncated.
+    bool gro = false;
   };
 
   // Opens and binds. IPv6 sockets are v6-only so that a v4 socket can share the port.
@@ -83,6 +91,20 @@ class UdpSocket {
   base::ErrorCode try_send(std::span<const std::uint8_t> data, const base::SocketAddress& dest,
                            const base::IpAddress* source = nullptr);
 
+  // Sends `data` as consecutive datagrams of `segment_size` bytes (the last may be
+  // shorter) to `dest`: one sendmsg with UDP_SEGMENT (GSO, Linux >= 4.18) when the kernel
+  // takes it, else sendmmsg. At most 64 segments and 65507 bytes per call. Returns the
+  // bytes sent (whole datagrams; less than data.size() only when the kernel queue filled
+  // part-way), or would_block when nothing could be sent, or the errno. GSO switches
+  // itself off for good when the kernel or the NIC refuses it (EIO/EINVAL).
+  base::Result<std::size_t> try_send_segments(std::span<const std::uint8_t> data,
+                                              std::size_t segment_size,
+                                              const base::SocketAddress& dest);
+  [[nodiscard]] bool gso_enabled() const { return gso_; }
+
+  // Completes when the socket is writable again (or with operation_aborted on cancel).
+  Task<base::ErrorCode> wait_writable();
+
   // Like try_send, but waits (bounded by the caller's cancellation) for room.
   Task<base::ErrorCode> send(std::span<const std::uint8_t> data, base::SocketAddress dest);
 
@@ -90,8 +112,12 @@ class UdpSocket {
   void close();
 
  private:
-  explicit UdpSocket(asio::ip::udp::socket socket) : socket_(std::move(socket)) {}
+  UdpSocket(asio::ip::udp::socket socket, bool v6) : socket_(std::move(socket)), v6_(v6) {}
   asio::ip::udp::socket socket_;
+  // The family, fixed at open: the send paths need it for every datagram, and asking the
+  // kernel (getsockname) each time costs a syscall per send.
+  bool v6_ = false;
+  bool gso_ = true;
 };
 
 }  // namespace peertun::io
