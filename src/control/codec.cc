@@ -74,6 +74,13 @@ constexpr Spelling<ErrorCode> kErrorCodes[] = {
     {ErrorCode::Unknown, "unknown"},
 };
 
+constexpr Spelling<PathOutcome> kPathOutcomes[] = {
+    {PathOutcome::Direct, "direct"},
+    {PathOutcome::Failed, "failed"},
+    {PathOutcome::Impossible, "impossible"},
+    {PathOutcome::Unknown, "unknown"},
+};
+
 template <class E, std::size_t N>
 std::string_view spell(const Spelling<E> (&table)[N], E value) {
   for (const auto& s : table) {
@@ -159,6 +166,12 @@ class Fields {
     detail_ += "\": ";
     detail_ += what;
     return make_error_code(code);
+  }
+
+  // Present and not null.
+  [[nodiscard]] bool has(std::string_view key) const {
+    const json::value* v = object_.if_contains(key);
+    return v != nullptr && !v->is_null();
   }
 
   base::Result<const json::value*> required(std::string_view key) {
@@ -337,6 +350,17 @@ base::Result<ClientMessage> decode_abort(Fields& f) {
   return Abort{*reason};
 }
 
+base::Result<ClientMessage> decode_path_report(Fields& f) {
+  PEERTUN_CONTROL_TRY(outcome, f.enumeration("outcome", kPathOutcomes));
+  PEERTUN_CONTROL_TRY(reason, f.text("reason", 0, kMaxPathReasonLength));
+  std::optional<std::uint32_t> rtt;
+  if (f.has("rtt_ms")) {
+    PEERTUN_CONTROL_TRY(ms, f.integer("rtt_ms", 0, kMaxReportedRttMs));
+    rtt = static_cast<std::uint32_t>(*ms);
+  }
+  return PathReport{*outcome, std::move(*reason), rtt};
+}
+
 base::Result<RelayMessage> decode_welcome(Fields& f) {
   PEERTUN_CONTROL_TRY(observed, f.socket_address("observed_address"));
   PEERTUN_CONTROL_TRY(stun_port, f.integer("stun_port", 1, 65535));
@@ -477,6 +501,17 @@ json::object to_json(const Abort& m) {
   o["reason"] = sv(to_string(m.reason));
   return o;
 }
+json::object to_json(const PunchReady&) { return envelope("punch_ready"); }
+json::object to_json(const PathReport& m) {
+  auto o = envelope("path_report");
+  o["outcome"] = sv(to_string(m.outcome));
+  o["reason"] = sv(m.reason);
+  if (m.rtt_ms) {
+    o["rtt_ms"] = *m.rtt_ms;
+  }
+  return o;
+}
+json::object to_json(const Fire&) { return envelope("fire"); }
 json::object to_json(const Welcome& m) {
   auto o = envelope("welcome");
   o["observed_address"] = sv(m.observed_address.to_string());
@@ -538,10 +573,11 @@ ErrorCode reply_code_for(const base::ErrorCode& decode_error) {
 std::string_view to_string(AbortReason reason) { return spell(kAbortReasons, reason); }
 std::string_view to_string(PeerLeftReason reason) { return spell(kPeerLeftReasons, reason); }
 std::string_view to_string(ErrorCode code) { return spell(kErrorCodes, code); }
+std::string_view to_string(PathOutcome outcome) { return spell(kPathOutcomes, outcome); }
 
 std::string_view type_name(const ClientMessage& message) {
   constexpr std::string_view kNames[] = {"hello", "create_session", "join_session", "signal",
-                                         "abort"};
+                                         "abort", "punch_ready",    "path_report"};
   static_assert(std::size(kNames) == std::variant_size_v<ClientMessage>);
   return kNames[message.index()];
 }
@@ -549,7 +585,7 @@ std::string_view type_name(const ClientMessage& message) {
 std::string_view type_name(const RelayMessage& message) {
   constexpr std::string_view kNames[] = {"welcome",        "error",       "session_created",
                                          "session_joined", "peer_joined", "signal",
-                                         "peer_left"};
+                                         "peer_left",      "fire"};
   static_assert(std::size(kNames) == std::variant_size_v<RelayMessage>);
   return kNames[message.index()];
 }
@@ -585,6 +621,12 @@ base::Result<ClientMessage> decode_client_message(std::string_view text, std::st
   }
   if (type == "abort") {
     return decode_abort(f);
+  }
+  if (type == "punch_ready") {
+    return PunchReady{};
+  }
+  if (type == "path_report") {
+    return decode_path_report(f);
   }
   return unknown_type(detail, "client");
 }
@@ -622,6 +664,9 @@ base::Result<RelayMessage> decode_relay_message(std::string_view text, std::stri
   }
   if (type == "peer_left") {
     return decode_peer_left(f);
+  }
+  if (type == "fire") {
+    return Fire{};
   }
   return unknown_type(detail, "relay");
 }

@@ -57,6 +57,9 @@ enum class PeerLeftReason : std::uint8_t {
   Unknown
 };
 
+// How a peer's attempt at a direct path ended (PathReport). Unknown as for AbortReason.
+enum class PathOutcome : std::uint8_t { Direct, Failed, Impossible, Unknown };
+
 // The relay's error codes, sent in Error. Unknown as for AbortReason.
 enum class ErrorCode : std::uint8_t {
   MissingToken,
@@ -77,6 +80,7 @@ enum class ErrorCode : std::uint8_t {
 [[nodiscard]] std::string_view to_string(AbortReason reason);
 [[nodiscard]] std::string_view to_string(PeerLeftReason reason);
 [[nodiscard]] std::string_view to_string(ErrorCode code);
+[[nodiscard]] std::string_view to_string(PathOutcome outcome);
 
 // ---- client -> relay ----
 
@@ -112,7 +116,35 @@ struct Abort {
   friend bool operator==(const Abort&, const Abort&) = default;
 };
 
+// Sent once the peer's candidates are in hand and this client answers connectivity
+// checks. When both peers of a session have sent it, the relay sends Fire to both.
+struct PunchReady {
+  friend bool operator==(const PunchReady&, const PunchReady&) = default;
+};
+
+// Largest PathReport.reason, bytes of UTF-8.
+inline constexpr std::size_t kMaxPathReasonLength = 256;
+// Largest PathReport.rtt_ms (an hour: anything above is a broken clock).
+inline constexpr std::uint32_t kMaxReportedRttMs = 3'600'000;
+
+// How the attempt at a direct path ended, for the relay's records and metrics (and, in
+// a later version, `peertun p2p status`). Carries no address: the relay already knows
+// the peers' public addresses and learns nothing else from it.
+struct PathReport {
+  PathOutcome outcome = PathOutcome::Unknown;
+  std::string reason;                   // for humans, e.g. "symmetric NAT on peer B"
+  std::optional<std::uint32_t> rtt_ms;  // of the direct path, when there is one
+  friend bool operator==(const PathReport&, const PathReport&) = default;
+};
+
 // ---- relay -> client ----
+
+// To both peers of a session at the same moment, once both sent PunchReady: start the
+// connectivity checks now, so each side's first packets open its NAT just as the
+// other side's arrive (synchronised simultaneous open).
+struct Fire {
+  friend bool operator==(const Fire&, const Fire&) = default;
+};
 
 struct Welcome {
   base::SocketAddress observed_address;   // the client as seen on the TCP connection
@@ -157,9 +189,10 @@ struct PeerLeft {
   friend bool operator==(const PeerLeft&, const PeerLeft&) = default;
 };
 
-using ClientMessage = std::variant<Hello, CreateSession, JoinSession, Signal, Abort>;
+using ClientMessage =
+    std::variant<Hello, CreateSession, JoinSession, Signal, Abort, PunchReady, PathReport>;
 using RelayMessage =
-    std::variant<Welcome, Error, SessionCreated, SessionJoined, PeerJoined, Signal, PeerLeft>;
+    std::variant<Welcome, Error, SessionCreated, SessionJoined, PeerJoined, Signal, PeerLeft, Fire>;
 
 // The "type" string of a message ("hello", "session_created", ...), for logs.
 [[nodiscard]] std::string_view type_name(const ClientMessage& message);

@@ -136,6 +136,8 @@ SessionKeys derive_session_keys(const Isk& isk) {
   keys.traffic_ab = kdf(isk, "traffic A->B");
   keys.traffic_ba = kdf(isk, "traffic B->A");
   keys.session_secret = kdf(isk, "session secret");
+  keys.check_ab = kdf(isk, "check A->B");
+  keys.check_ba = kdf(isk, "check B->A");
   return keys;
 }
 

@@ -86,7 +86,9 @@ struct SessionKeys {
   Key confirm_b;       // B's confirmation MAC key
   Key traffic_ab;      // seals A -> B
   Key traffic_ba;      // seals B -> A
-  Key session_secret;  // keys the later connectivity checks
+  Key session_secret;  // for later uses beyond the checks (kept stable for callers)
+  Key check_ab;        // keys A's connectivity checks and B's answers to them
+  Key check_ba;        // keys B's connectivity checks and A's answers to them
   SessionKeys() = default;
   SessionKeys(const SessionKeys&) = default;
   SessionKeys& operator=(const SessionKeys&) = default;

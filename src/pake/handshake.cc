@@ -109,4 +109,11 @@ std::array<std::uint8_t, 32> Handshake::session_secret() const {
   return keys_->session_secret;
 }
 
+std::array<std::uint8_t, 32> Handshake::check_key(Role sender) const {
+  if (!complete()) {
+    contract_violation("check_key() before completion");
+  }
+  return sender == Role::A ? keys_->check_ab : keys_->check_ba;
+}
+
 }  // namespace peertun::pake

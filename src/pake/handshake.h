@@ -58,6 +58,10 @@ class Handshake {
   [[nodiscard]] SealedChannel take_channel();
   // Precondition (aborts otherwise): complete().
   [[nodiscard]] std::array<std::uint8_t, 32> session_secret() const;
+  // The key of the connectivity checks `sender` sends (and of the answers to them); one
+  // per direction, so a check reflected back at its sender fails integrity.
+  // Precondition (aborts otherwise): complete().
+  [[nodiscard]] std::array<std::uint8_t, 32> check_key(Role sender) const;
 
  private:
   enum class State { AwaitShare, AwaitConfirm, Complete, Failed };

@@ -278,6 +278,43 @@ void ControlService::handle(Connection& conn, std::string_view text) {
           }
           ++stats_.signals_forwarded;
           it->second->ws->send(control::encode(m));
+        } else if constexpr (std::is_same_v<T, control::PunchReady>) {
+          auto both = registry_.punch_ready(conn.id);
+          if (!both) {
+            ++stats_.bad_messages;
+            send_error(conn, control::ErrorCode::NotInSession,
+                       "punch_ready outside a paired session");
+            return;
+          }
+          auto it = *both ? connections_.find(**both) : connections_.end();
+          if (it == connections_.end()) {
+            return;
+          }
+          // Both sends are queued in the same turn of the event loop, so the two
+          // fires leave together; the network's asymmetry is what remains.
+          ++stats_.punches_fired;
+          log().info("punch.fire id={} peer={}", conn.id, it->first);
+          const auto fire = control::encode(control::RelayMessage{control::Fire{}});
+          conn.ws->send(fire);
+          it->second->ws->send(fire);
+        } else if constexpr (std::is_same_v<T, control::PathReport>) {
+          switch (m.outcome) {
+            case control::PathOutcome::Direct:
+              ++stats_.paths_direct;
+              break;
+            case control::PathOutcome::Failed:
+              ++stats_.paths_failed;
+              break;
+            case control::PathOutcome::Impossible:
+              ++stats_.paths_impossible;
+              break;
+            case control::PathOutcome::Unknown:
+              ++stats_.paths_unknown;
+              break;
+          }
+          log().info("path.report id={} outcome={} rtt_ms={} reason=\"{}\"", conn.id,
+                     control::to_string(m.outcome), m.rtt_ms ? std::to_string(*m.rtt_ms) : "-",
+                     m.reason);
         } else if constexpr (std::is_same_v<T, control::Abort>) {
           control::PeerLeftReason reason = control::PeerLeftReason::Cancelled;
           if (m.reason == control::AbortReason::WrongCode) {

@@ -23,6 +23,8 @@ const char* registry_message(int ev) noexcept {
       return "cannot join your own session";
     case RegistryErrc::Exhausted:
       return "no free nameplate; try again later";
+    case RegistryErrc::NotInSession:
+      return "not in a paired session";
   }
   return "unknown registry error";
 }
@@ -96,6 +98,23 @@ std::optional<ConnectionId> SessionRegistry::peer_of(ConnectionId id) const {
     return std::nullopt;
   }
   return s.owner == id ? s.joiner : std::optional<ConnectionId>(s.owner);
+}
+
+base::Result<std::optional<ConnectionId>> SessionRegistry::punch_ready(ConnectionId id) {
+  auto n = nameplate_of_.find(id);
+  if (n == nameplate_of_.end()) {
+    return make_error_code(RegistryErrc::NotInSession);
+  }
+  Session& s = by_nameplate_.at(n->second);
+  if (!s.joiner) {
+    return make_error_code(RegistryErrc::NotInSession);
+  }
+  (s.owner == id ? s.owner_ready : s.joiner_ready) = true;
+  if (s.fired || !s.owner_ready || !s.joiner_ready) {
+    return std::optional<ConnectionId>();
+  }
+  s.fired = true;
+  return std::optional<ConnectionId>(s.owner == id ? *s.joiner : s.owner);
 }
 
 std::optional<ConnectionId> SessionRegistry::end_session_of(ConnectionId id,

@@ -34,6 +34,7 @@ enum class RegistryErrc {
   NameplateUsed,  // joined already, or burned by a failed join
   OwnSession,     // A tried to join its own nameplate
   Exhausted,      // no free nameplate found (the space is nearly full)
+  NotInSession,   // the connection has no paired session
 };
 const boost::system::error_category& registry_category();
 inline boost::system::error_code make_error_code(RegistryErrc e) {
@@ -76,6 +77,11 @@ class SessionRegistry {
   // The other connection of this connection's joined session.
   [[nodiscard]] std::optional<ConnectionId> peer_of(ConnectionId id) const;
 
+  // Records that `id` holds its peer's candidates and answers checks. Returns the other
+  // connection when both are now ready: the moment to send both "fire". That happens
+  // once per session; a repeated call returns nullopt. Errors: NotInSession.
+  [[nodiscard]] base::Result<std::optional<ConnectionId>> punch_ready(ConnectionId id);
+
   // Ends whatever session `id` belongs to and burns its nameplate; returns the
   // other connection, if one was paired, so the caller can tell it.
   std::optional<ConnectionId> end_session_of(ConnectionId id, Clock::time_point now);
@@ -92,6 +98,9 @@ class SessionRegistry {
     ConnectionId owner;
     std::optional<ConnectionId> joiner;
     Clock::time_point created;
+    bool owner_ready = false;
+    bool joiner_ready = false;
+    bool fired = false;
   };
   enum class TombstoneKind { Expired, Used };
   struct Tombstone {

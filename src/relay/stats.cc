@@ -34,6 +34,16 @@ std::string to_prometheus(const RelayStats& s) {
   counter("sessions_expired_total", "Nameplates that expired unused.", s.sessions_expired);
   counter("join_failures_total", "Join attempts refused.", s.join_failures);
   counter("signals_forwarded_total", "Opaque signalling messages forwarded.", s.signals_forwarded);
+  counter("punches_fired_total", "Sessions whose peers were both told to fire.", s.punches_fired);
+  fmt::format_to(std::back_inserter(out),
+                 "# HELP peertun_relay_path_reports_total How peers' direct-path attempts "
+                 "ended.\n# TYPE peertun_relay_path_reports_total counter\n");
+  for (const auto& [outcome, v] :
+       {std::pair{"direct", s.paths_direct}, std::pair{"failed", s.paths_failed},
+        std::pair{"impossible", s.paths_impossible}, std::pair{"unknown", s.paths_unknown}}) {
+    fmt::format_to(std::back_inserter(out),
+                   "peertun_relay_path_reports_total{{outcome=\"{}\"}} {}\n", outcome, v);
+  }
   counter("stun_received_total", "UDP datagrams received on the STUN ports.", s.stun_received);
   counter("stun_replied_total", "STUN Binding responses sent.", s.stun_replied);
   counter("stun_malformed_total", "Datagrams dropped as malformed.", s.stun_malformed);

@@ -21,6 +21,12 @@ struct RelayStats {
   std::uint64_t sessions_expired = 0;
   std::uint64_t join_failures = 0;
   std::uint64_t signals_forwarded = 0;
+  std::uint64_t punches_fired = 0;
+  // path_report outcomes, by control::PathOutcome
+  std::uint64_t paths_direct = 0;
+  std::uint64_t paths_failed = 0;
+  std::uint64_t paths_impossible = 0;
+  std::uint64_t paths_unknown = 0;
   // STUN (UDP)
   std::uint64_t stun_received = 0;
   std::uint64_t stun_replied = 0;

@@ -44,6 +44,11 @@ std::vector<ClientGolden> client_goldens() {
       {R"({"v":1,"type":"signal","payload":"cGFrZS1tZXNzYWdlLTE="})",
        Signal{bytes_of("pake-message-1")}},
       {R"({"v":1,"type":"abort","reason":"wrong_code"})", Abort{AbortReason::WrongCode}},
+      {R"({"v":1,"type":"punch_ready"})", PunchReady{}},
+      {R"({"v":1,"type":"path_report","outcome":"direct","reason":"","rtt_ms":47})",
+       PathReport{PathOutcome::Direct, "", 47}},
+      {R"({"v":1,"type":"path_report","outcome":"impossible","reason":"symmetric NAT on peer B"})",
+       PathReport{PathOutcome::Impossible, "symmetric NAT on peer B", std::nullopt}},
   };
 }
 
@@ -67,6 +72,7 @@ std::vector<RelayGolden> relay_goldens() {
       {R"({"v":1,"type":"signal","payload":"cGFrZS1tZXNzYWdlLTI="})",
        Signal{bytes_of("pake-message-2")}},
       {R"({"v":1,"type":"peer_left","reason":"wrong_code"})", PeerLeft{PeerLeftReason::WrongCode}},
+      {R"({"v":1,"type":"fire"})", Fire{}},
   };
 }
 
@@ -288,6 +294,15 @@ std::vector<Bad> bad_client_messages() {
       {R"({"v":1,"type":"join_session","nameplate":"2A9U"})", Errc::BadField, "\"nameplate\""},
       {R"({"v":1,"type":"join_session","nameplate":"2A-9"})", Errc::BadField, "\"nameplate\""},
       {R"({"v":1,"type":"join_session","nameplate":""})", Errc::BadField, "\"nameplate\""},
+      {R"({"v":1,"type":"path_report","reason":""})", Errc::MissingField, "\"outcome\""},
+      {R"({"v":1,"type":"path_report","outcome":"direct"})", Errc::MissingField, "\"reason\""},
+      {R"({"v":1,"type":"path_report","outcome":"direct","reason":"","rtt_ms":-1})", Errc::BadField,
+       "\"rtt_ms\""},
+      {R"({"v":1,"type":"path_report","outcome":"direct","reason":"","rtt_ms":3600001})",
+       Errc::BadField, "\"rtt_ms\""},
+      {R"({"v":1,"type":"path_report","outcome":"direct","reason":")" +
+           std::string(kMaxPathReasonLength + 1, 'r') + "\"}",
+       Errc::BadField, "\"reason\""},
       {R"({"v":1,"type":"signal"})", Errc::MissingField, "\"payload\""},
       {R"({"v":1,"type":"signal","payload":""})", Errc::BadField, "\"payload\""},
       {R"({"v":1,"type":"signal","payload":"Zm9v!A=="})", Errc::BadField, "\"payload\""},
@@ -578,7 +593,17 @@ rc::Gen<ClientMessage> gen_client_message() {
       rc::gen::map(gen_payload(), [](wire::Bytes p) { return ClientMessage{Signal{p}}; }),
       rc::gen::map(rc::gen::element(AbortReason::WrongCode, AbortReason::Cancelled,
                                     AbortReason::ProtocolError, AbortReason::Unknown),
-                   [](AbortReason r) { return ClientMessage{Abort{r}}; }));
+                   [](AbortReason r) { return ClientMessage{Abort{r}}; }),
+      rc::gen::just(ClientMessage{PunchReady{}}), rc::gen::exec([] {
+        PathReport r;
+        r.outcome = *rc::gen::element(PathOutcome::Direct, PathOutcome::Failed,
+                                      PathOutcome::Impossible, PathOutcome::Unknown);
+        r.reason = *gen_utf8(0, kMaxPathReasonLength);
+        if (*rc::gen::arbitrary<bool>()) {
+          r.rtt_ms = *rc::gen::inRange<std::uint32_t>(0, kMaxReportedRttMs + 1);
+        }
+        return ClientMessage{r};
+      }));
 }
 
 rc::Gen<RelayMessage> gen_relay_message() {
@@ -617,7 +642,8 @@ rc::Gen<RelayMessage> gen_relay_message() {
                                     PeerLeftReason::Cancelled, PeerLeftReason::ProtocolError,
                                     PeerLeftReason::Unknown),
                    [](PeerLeftReason r) { return RelayMessage{PeerLeft{r}}; });
-  return rc::gen::oneOf(welcome, error, created, joined, peer_joined, signal, left);
+  return rc::gen::oneOf(welcome, error, created, joined, peer_joined, signal, left,
+                        rc::gen::just(RelayMessage{Fire{}}));
 }
 
 RC_GTEST_PROP(ControlProperty, ClientMessagesRoundTrip, ()) {

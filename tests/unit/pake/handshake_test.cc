@@ -89,6 +89,11 @@ TEST(HandshakeTest, CompletesWithMatchingKeysInEveryInterleaving) {
     ASSERT_TRUE(ex.a.complete());
     ASSERT_TRUE(ex.b.complete());
     EXPECT_EQ(ex.a.session_secret(), ex.b.session_secret());
+    // Both sides agree on each direction's check key, and the directions differ.
+    EXPECT_EQ(ex.a.check_key(Role::A), ex.b.check_key(Role::A));
+    EXPECT_EQ(ex.a.check_key(Role::B), ex.b.check_key(Role::B));
+    EXPECT_NE(ex.a.check_key(Role::A), ex.a.check_key(Role::B));
+    EXPECT_NE(ex.a.check_key(Role::A), ex.a.session_secret());
 
     SealedChannel ca = ex.a.take_channel();
     SealedChannel cb = ex.b.take_channel();

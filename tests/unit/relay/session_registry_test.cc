@@ -42,6 +42,22 @@ TEST_F(SessionRegistryTest, CreateThenJoinPairsTheConnections) {
   EXPECT_EQ(registry.joined_sessions(), 1u);
 }
 
+TEST_F(SessionRegistryTest, FireOnceWhenBothPeersAreReady) {
+  auto created = registry.create(1, t0);
+  EXPECT_EQ(registry.punch_ready(1).error(), RegistryErrc::NotInSession);  // not paired yet
+  EXPECT_EQ(registry.punch_ready(9).error(), RegistryErrc::NotInSession);  // no session
+  ASSERT_TRUE(registry.join(created->nameplate, 2, t0));
+  auto first = registry.punch_ready(2);
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(*first);
+  EXPECT_FALSE(*registry.punch_ready(2));  // repeating does not fire
+  auto second = registry.punch_ready(1);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(*second, 2u);
+  EXPECT_FALSE(*registry.punch_ready(1));  // once per session
+  EXPECT_FALSE(*registry.punch_ready(2));
+}
+
 TEST_F(SessionRegistryTest, OneJoinPerNameplate) {
   auto created = registry.create(1, t0);
   ASSERT_TRUE(registry.join(created->nameplate, 2, t0));
