@@ -1,5 +1,6 @@
 // Opens N authenticated control connections to a relay and holds them idle, for
-// bench/control_sessions.py (memory per session). Prints "held N" once all are
+// bench/control_sessions.py (memory per session). With a CA file as 5th argument the
+// connections are wss, trusting that CA. Prints "held N" once all are
 // welcomed, then waits for SIGTERM/SIGINT. Connections are opened with bounded
 // concurrency; any failure is counted and reported, never retried forever.
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "control/codec.h"
+#include "io/tls_stream.h"
 #include "io/websocket.h"
 
 namespace {
@@ -27,9 +29,11 @@ struct State {
   std::vector<std::shared_ptr<io::WebSocket>> held;
 };
 
-io::Task<void> open_one(State& st, std::string host, std::uint16_t port, std::string token) {
+io::Task<void> open_one(State& st, std::string host, std::uint16_t port, std::string token,
+                        std::shared_ptr<const io::TlsContext> tls) {
   io::WebSocketOptions options;
   options.idle_timeout = std::chrono::seconds(120);
+  options.tls = std::move(tls);
   auto ws = co_await io::connect_websocket(host, port, "/v1/control", options);
   if (!ws) {
     ++st.failed;
@@ -56,9 +60,19 @@ io::Task<void> open_one(State& st, std::string host, std::uint16_t port, std::st
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: %s HOST PORT TOKEN COUNT\n", argv[0]);
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr, "usage: %s HOST PORT TOKEN COUNT [CA_FILE]\n", argv[0]);
     return 2;
+  }
+  std::shared_ptr<const io::TlsContext> tls;
+  if (argc == 6) {
+    std::string detail;
+    auto context = io::TlsContext::client({argv[5], ""}, detail);
+    if (!context) {
+      std::fprintf(stderr, "%s\n", detail.c_str());
+      return 2;
+    }
+    tls = *context;
   }
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -78,7 +92,7 @@ int main(int argc, char** argv) {
     while (st.in_flight < kConcurrency && st.started < st.target) {
       ++st.in_flight;
       ++st.started;
-      io::asio::co_spawn(io, open_one(st, host, port, token), [&](std::exception_ptr) {});
+      io::asio::co_spawn(io, open_one(st, host, port, token, tls), [&](std::exception_ptr) {});
     }
   };
   // Completion of the handshake part is observed by polling the counters.

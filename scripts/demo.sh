@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: a relay and two peers on this machine's loopback. Peer A shares a
-# folder, peer B joins with the join code; both learn their public address by STUN,
-# run the PAKE through the relay and exchange addresses in the sealed channel.
-# (Hole punching, QUIC and the FUSE mount arrive with issues 3-5; this shows what
-# exists today.) Everything started here is stopped by PID on exit.
+# `make demo`: a relay and two peers. As root, in the NAT lab (network namespaces with
+# real NATs: scripts/demo_lab.py); otherwise on this machine's loopback. Peer A shares
+# a folder, peer B joins with the join code; both learn their public address and NAT
+# behaviour by STUN, run the PAKE through the relay, exchange candidates in the sealed
+# channel and punch a direct UDP path. (QUIC and the FUSE mount arrive with issues 4-5.)
+# Everything started here is stopped by PID on exit.
 set -euo pipefail
 build=${1:-build/release}
+if [[ $(id -u) == 0 ]] && python3 -c "import sys; sys.path.insert(0, 'tests'); from natlab import lab; sys.exit(0 if lab.available()[0] else 1)"; then
+  exec python3 scripts/demo_lab.py "$build"
+fi
 relay_bin=$build/app/peertun-relay/peertun-relay
 peertun_bin=$build/app/peertun/peertun
 work=$(mktemp -d /tmp/peertun-demo.XXXXXX)
@@ -48,8 +52,8 @@ code=$(grep -oE 'pt-p2p-[0-9A-Z-]+' "$work/a.log" | head -1)
 echo "== machine B: peertun p2p-join $code --relay $relay --token ..."
 "$peertun_bin" --relay "$relay" --token "$token" p2p-join "$code" >"$work/b.log" 2>&1 &
 pids+=($!)
-wait_for "$work/b.log" 'Peer A is at'
-wait_for "$work/a.log" 'Peer B is at'
+wait_for "$work/b.log" 'UDP hole-punch'
+wait_for "$work/a.log" 'UDP hole-punch'
 echo "-- B says:"; sed 's/^/   /' "$work/b.log"
 echo "-- A says:"; sed 's/^/   /' "$work/a.log"
 echo "== done: the relay saw only sealed signalling; stopping everything."

@@ -15,6 +15,8 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   libnetfilter-queue-dev
+  # certtool: test certificates for wss (tests/integration/test_tls.py, docs/relay.md)
+  gnutls-bin
   # interop references, benches and the NAT lab
   coturn iperf3 sshfs openssh-server openssh-client
   iproute2 nftables conntrack procps psmisc util-linux python3 curl

@@ -58,8 +58,9 @@ int main(int argc, char** argv) {
   app.add_option("--alt-port", alt_port, "RFC 5780 alternate port (default: listen port + 1)")
       ->check(CLI::Range(1, 65535));
   app.add_option("--alt-ip", alt_ip, "RFC 5780 alternate address (a second IP of this host)");
-  app.add_option("--tls-cert", tls_cert, "certificate for wss (not supported yet)");
-  app.add_option("--tls-key", tls_key, "key for wss (not supported yet)");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve the control plane as wss")
+      ->type_name("FILE");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert")->type_name("FILE");
   app.add_option("--session-ttl", session_ttl, "how long an unused join code lives (e.g. 10m)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
   try {
@@ -136,7 +137,11 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   boost::asio::io_context io(1);
-  auto started = relay::Relay::start(io.get_executor(), config);
+  std::string problem;
+  auto started = relay::Relay::start(io.get_executor(), config, problem);
+  if (!started && !problem.empty()) {
+    return fail(kExitUsage, problem);  // an unusable --tls-cert/--tls-key
+  }
   if (!started) {
     return fail(kExitRuntime,
                 "cannot listen on " + config.listen.to_string() + ": " + started.error().message());
@@ -148,8 +153,15 @@ int main(int argc, char** argv) {
     alt += ", alternate address " + config.alt_ip->to_string();
   }
   std::printf(
-      "peertun-relay listening: control ws://%s/v1/control, STUN udp port %u (alternate port %s)\n",
-      ctrl.to_string().c_str(), relay_server->port(), alt.c_str());
+      "peertun-relay listening: control %s://%s/v1/control, STUN udp port %u (alternate port "
+      "%s)\n",
+      relay_server->tls() ? "wss" : "ws", ctrl.to_string().c_str(), relay_server->port(),
+      alt.c_str());
+  if (relay_server->tls() && !relay_server->tls_pin().empty()) {
+    // For self-signed certificates: clients can pin this instead of trusting a CA.
+    std::printf("  TLS key pin (client relay_pin / --relay-pin): %s\n",
+                relay_server->tls_pin().c_str());
+  }
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -22,6 +22,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!again || again->host != target->host || again->port != target->port) {
       std::abort();
     }
+    auto by_url = parse_relay_target(target->url());
+    if (!by_url || by_url->host != target->host || by_url->port != target->port ||
+        by_url->tls != target->tls) {
+      std::abort();
+    }
   }
   return 0;
 }

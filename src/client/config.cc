@@ -5,6 +5,8 @@
 #include <boost/system/errc.hpp>
 #include <cstdlib>
 
+#include "io/tls_stream.h"
+
 namespace peertun::client {
 
 base::Result<ClientConfig> parse_client_config(std::string_view toml_text, std::string_view origin,
@@ -23,7 +25,8 @@ base::Result<ClientConfig> parse_client_config(std::string_view toml_text, std::
   for (const auto& [key_node, node] : table) {
     const std::string key(key_node.str());
     auto text = node.value<std::string>();
-    if (key != "relay" && key != "token" && key != "log_level") {
+    if (key != "relay" && key != "token" && key != "log_level" && key != "relay_ca" &&
+        key != "relay_pin") {
       detail = std::string(origin) + ": unknown key \"" + key + "\"";
       return invalid;
     }
@@ -40,6 +43,18 @@ base::Result<ClientConfig> parse_client_config(std::string_view toml_text, std::
     if (key == "log_level") {
       config.log_level = *text;
     }
+    if (key == "relay_ca") {
+      config.relay_ca = *text;
+    }
+    if (key == "relay_pin") {
+      if (!io::is_valid_pin(*text)) {
+        detail = std::string(origin) +
+                 ": key \"relay_pin\": expected \"sha256:\" and 64 hex digits (the relay "
+                 "prints its pin at start)";
+        return invalid;
+      }
+      config.relay_pin = *text;
+    }
   }
   return config;
 }
@@ -53,6 +68,12 @@ ClientConfig merge(ClientConfig base, const ClientConfig& over) {
   }
   if (over.log_level) {
     base.log_level = over.log_level;
+  }
+  if (over.relay_ca) {
+    base.relay_ca = over.relay_ca;
+  }
+  if (over.relay_pin) {
+    base.relay_pin = over.relay_pin;
   }
   return base;
 }

@@ -21,6 +21,7 @@ enum class ControlErrc {
   Rejected,         // the relay answered Error (bad token, ...)
   ProtocolError,    // the relay sent something we cannot read
   Disconnected,     // the connection ended
+  TlsRejected,      // wss: the relay's certificate was not accepted (trust, name, pin)
 };
 const boost::system::error_category& control_client_category();
 inline boost::system::error_code make_error_code(ControlErrc e) {
@@ -31,8 +32,12 @@ class ControlClient {
  public:
   // What connect() gives: a client, or one line for the user saying why not
   // ("cannot reach the relay at 127.0.0.1:4040: Connection refused", "the relay refused
-  // the login: ... (bad_token)") with the error (Unreachable, Rejected, ProtocolError,
-  // Disconnected). A value, not an out-parameter: coroutines take no references.
+  // the login: ... (bad_token)", "the relay's TLS certificate is not trusted ...") with
+  // the error (Unreachable, Rejected, ProtocolError, Disconnected, TlsRejected). A
+  // value, not an out-parameter: coroutines take no references.
+  //
+  // A wss target is verified as relay.ca_file / relay.pin say (tls_stream.h); the token
+  // is sent only after the certificate was accepted.
   struct Connected {
     std::unique_ptr<ControlClient> client;
     base::ErrorCode error;

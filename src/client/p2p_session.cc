@@ -1,7 +1,9 @@
 #include "client/p2p_session.h"
 
+#include <algorithm>
+
 #include "base/log.h"
-#include "client/stun_client.h"
+#include "client/nat_probe.h"
 #include "io/interfaces.h"
 #include "pake/error.h"
 #include "pake/handshake.h"
@@ -27,6 +29,44 @@ std::string relay_error_line(const control::Error& e) {
 
 wire::Bytes to_bytes(std::string_view s) { return {s.begin(), s.end()}; }
 
+bool is_symmetric(const traversal::NatVerdict& v) {
+  return v.mapping == traversal::MappingBehavior::AddressDependent ||
+         v.mapping == traversal::MappingBehavior::AddressAndPortDependent;
+}
+
+// Why no pair answered, in the words of DESIGN.md: the NAT that most likely caused it
+// when the verdicts show one, else what the agent saw.
+std::string explain_failure(const std::optional<traversal::NatVerdict>& a,
+                            const std::optional<traversal::NatVerdict>& b,
+                            const std::string& agent_reason) {
+  std::string reason;
+  for (const auto& [verdict, name] : {std::pair{&a, "A"}, std::pair{&b, "B"}}) {
+    if (!*verdict) {
+      continue;
+    }
+    std::string cause;
+    if ((*verdict)->udp == traversal::UdpStatus::Blocked) {
+      cause = "UDP blocked on peer ";
+    } else if (is_symmetric(**verdict)) {
+      cause = "symmetric NAT on peer ";
+    }
+    if (!cause.empty()) {
+      reason += (reason.empty() ? "" : ", ") + cause + name;
+    }
+  }
+  return reason.empty() ? agent_reason : reason + "; " + agent_reason;
+}
+
+// The relay refuses a longer reason as a malformed message; ours are short, but the
+// verdict's wording is not ours to bound.
+control::PathReport path_report(control::PathOutcome outcome, std::string reason,
+                                std::optional<std::uint32_t> rtt_ms = std::nullopt) {
+  if (reason.size() > control::kMaxPathReasonLength) {
+    reason.resize(control::kMaxPathReasonLength);
+  }
+  return control::PathReport{outcome, std::move(reason), rtt_ms};
+}
+
 }  // namespace
 
 io::Task<std::optional<Failure>> P2pSession::share() { return run(true, std::nullopt); }
@@ -37,6 +77,12 @@ io::Task<std::optional<Failure>> P2pSession::join(pake::JoinCode code) {
 
 void P2pSession::stop() {
   stopping_ = true;
+  if (punch_) {
+    punch_->stop();
+  }
+  if (quic_) {
+    quic_->stop();
+  }
   if (control_) {
     control_->abort();
   }
@@ -54,36 +100,291 @@ io::Task<std::optional<Failure>> P2pSession::gather() {
   if (!socket) {
     co_return Failure{1, "cannot open a UDP socket: " + socket.error().message()};
   }
-  socket_.emplace(std::move(*socket));
+  socket_ = std::make_shared<io::UdpSocket>(std::move(*socket));
   const std::uint16_t local_port = socket_->local_address().port();
+  std::vector<base::IpAddress> same_family;
   for (const auto& ip : io::interface_addresses(relay_ip.is_loopback())) {
-    if (ip.family() != relay_ip.family()) {
-      continue;  // this socket speaks one family
+    if (ip.family() == relay_ip.family()) {  // this socket speaks one family
+      same_family.push_back(ip);
     }
+  }
+  for (const auto& c :
+       traversal::host_candidates(same_family, local_port, relay_ip.is_loopback())) {
     if (ours_.host.size() >= kMaxHostCandidates) {
       break;
     }
-    ours_.host.emplace_back(ip, local_port);
+    ours_.host.push_back(c.address);
   }
-  const base::SocketAddress stun_server(relay_ip, control_->welcome().stun_port);
-  // A named value, not `{}`: GCC 12 destroys a braced temporary coroutine argument twice.
-  stun::BindingRequestOptions options;
-  auto mapped = co_await stun_binding(*socket_, stun_server, options, settings_.stun_timeout);
+  // The relay's main and alternate STUN addresses, probed from the data socket: the
+  // mapping they see is the one the peer must reach, and whether it changes with the
+  // destination is the early NAT verdict.
+  const auto& welcome = control_->welcome();
+  NatProbeTarget target{base::SocketAddress(relay_ip, welcome.stun_port), std::nullopt};
+  if (welcome.alt_port != 0) {
+    target.other = base::SocketAddress(welcome.alt_ip.value_or(relay_ip), welcome.alt_port);
+  }
+  // The filtering half of the verdict needs fresh sockets (RFC 5780 §4.4); it runs
+  // alongside, so the whole gathering costs about one round trip plus the probe's
+  // no-answer bound.
+  auto verdict = co_await probe_session_nat(socket_, target, settings_.stun_timeout);
   if (stopping_) {
     co_return std::nullopt;
   }
-  if (mapped) {
-    ours_.reflexive = mapped->mapped_address;
-    observer_.public_address(mapped->mapped_address);
+  ours_.nat = verdict;
+  observer_.nat_verdict(verdict);
+  if (verdict.public_address) {
+    ours_.reflexive = verdict.public_address;
+    observer_.public_address(*verdict.public_address);
   } else {
-    log().warn("stun.failed server={} error={}", stun_server.to_string(), mapped.error().message());
-    observer_.stun_failed(mapped.error().message());
+    log().warn("stun.failed server={}", target.primary.to_string());
+    observer_.stun_failed("no answer from the relay's STUN at " + target.primary.to_string() +
+                          " (UDP may be blocked)");
   }
   co_return std::nullopt;
 }
 
+void P2pSession::prepare_punch(bool is_a) {
+  const char peer_role = is_a ? 'B' : 'A';
+  const auto& theirs = *peer_info_;
+  if (ours_.nat && theirs.nat) {
+    const auto& verdict_a = is_a ? *ours_.nat : *theirs.nat;
+    const auto& verdict_b = is_a ? *theirs.nat : *ours_.nat;
+    const auto outlook = traversal::direct_path_outlook(verdict_a, verdict_b);
+    log().info("punch.outlook outlook={} reason=\"{}\"", traversal::to_string(outlook.outlook),
+               outlook.reason);
+    if (outlook.outlook == traversal::DirectPathOutlook::Impossible) {
+      observer_.punch_failed(outlook.reason, true);
+      control_->send(path_report(control::PathOutcome::Impossible, outlook.reason));
+      if (settings_.send_file || settings_.receive_dir) {
+        finish(Failure{1, "no direct path to peer " + std::string(1, peer_role) + " (" +
+                              outlook.reason +
+                              "); transfers through the relay are not supported yet"});
+      }
+      return;
+    }
+  }
+  traversal::AgentConfig config;
+  config.role = is_a ? traversal::AgentRole::Controlling : traversal::AgentRole::Controlled;
+  config.outgoing_key = check_key_ours_;
+  config.incoming_key = check_key_theirs_;
+  config.attempt_timeout = settings_.attempt_timeout;
+  const auto family = socket_->local_address().family();
+  for (const auto& h : ours_.host) {
+    config.local.push_back(traversal::make_candidate(traversal::CandidateType::Host, h));
+  }
+  if (ours_.reflexive) {
+    config.local.push_back(
+        traversal::make_candidate(traversal::CandidateType::ServerReflexive, *ours_.reflexive));
+  }
+  const bool on_loopback = control_->relay_address().ip().is_loopback();
+  for (const auto& h : theirs.host) {
+    if (h.family() == family && traversal::is_usable_remote(h, on_loopback)) {
+      config.remote.push_back(traversal::make_candidate(traversal::CandidateType::Host, h));
+    }
+  }
+  if (theirs.reflexive && theirs.reflexive->family() == family &&
+      traversal::is_usable_remote(*theirs.reflexive, on_loopback)) {
+    config.remote.push_back(
+        traversal::make_candidate(traversal::CandidateType::ServerReflexive, *theirs.reflexive));
+  }
+  if (config.remote.empty()) {
+    const std::string reason = "peer " + std::string(1, peer_role) + " has no usable address";
+    observer_.punch_failed(reason, true);
+    control_->send(path_report(control::PathOutcome::Impossible, reason));
+    return;
+  }
+  punch_ = PunchDriver::start(
+      executor_, socket_, std::move(config),
+      [this, is_a](const PunchOutcome& outcome) { on_punch_outcome(outcome, is_a); },
+      [this](const io::ReceivedDatagram& d) { on_data_datagram(d); },
+      [this] {
+        if (quic_) {
+          quic_->flush();
+        }
+      });
+  control_->send(control::PunchReady{});
+}
+
+void P2pSession::on_punch_outcome(const PunchOutcome& outcome, bool is_a) {
+  switch (outcome.state) {
+    case traversal::AgentState::Connected: {
+      const auto rtt_ms = std::chrono::duration_cast<std::chrono::milliseconds>(outcome.path->rtt);
+      log().info("punch.succeeded remote={} type={} rtt_ms={}",
+                 outcome.path->remote.address.to_string(),
+                 traversal::to_string(outcome.path->remote.type), rtt_ms.count());
+      std::optional<std::chrono::milliseconds> fire_to_path;
+      if (outcome.time_to_first_path) {
+        fire_to_path =
+            std::chrono::duration_cast<std::chrono::milliseconds>(*outcome.time_to_first_path);
+      }
+      observer_.punch_succeeded(*outcome.path, fire_to_path);
+      control_->send(path_report(control::PathOutcome::Direct, "",
+                                 static_cast<std::uint32_t>(rtt_ms.count())));
+      start_tunnel(is_a, outcome.path->remote.address);
+      break;
+    }
+    case traversal::AgentState::Failed: {
+      const auto& theirs = peer_info_->nat;
+      const auto reason =
+          explain_failure(is_a ? ours_.nat : theirs, is_a ? theirs : ours_.nat, outcome.reason);
+      log().info("punch.failed reason=\"{}\"", reason);
+      observer_.punch_failed(reason, false);
+      control_->send(path_report(control::PathOutcome::Failed, reason));
+      if (settings_.send_file || settings_.receive_dir) {
+        finish(Failure{1, "no direct path to peer " + std::string(1, is_a ? 'B' : 'A') + " (" +
+                              reason + "); transfers through the relay are not supported yet"});
+      }
+      break;
+    }
+    case traversal::AgentState::PathLost:
+      log().warn("punch.path_lost reason=\"{}\"", outcome.reason);
+      observer_.path_lost(outcome.reason);
+      break;
+    default:
+      break;
+  }
+}
+
+std::optional<Failure> P2pSession::make_identity() {
+  auto identity = quic::Identity::generate();
+  if (!identity) {
+    return Failure{1, "cannot make this session's QUIC identity: " + identity.error().message()};
+  }
+  identity_ = *identity;
+  ours_.fingerprint = identity_->fingerprint().to_hex();
+  return std::nullopt;
+}
+
+void P2pSession::on_data_datagram(const io::ReceivedDatagram& datagram) {
+  if (quic_) {
+    quic_->receive(datagram.data, datagram.segment_size);
+    return;
+  }
+  // Before the tunnel exists only the peer's first flight can arrive; keep a few, and
+  // only from the peer's public or host addresses (a symmetric NAT changes the port, not
+  // the address), so strangers cannot crowd it out.
+  constexpr std::size_t kMaxEarlyDatagrams = 32;
+  const auto& ip = datagram.source.ip();
+  const bool from_peer =
+      peer_info_ && ((peer_info_->reflexive && peer_info_->reflexive->ip() == ip.unmapped()) ||
+                     std::any_of(peer_info_->host.begin(), peer_info_->host.end(),
+                                 [&](const auto& h) { return h.ip() == ip.unmapped(); }));
+  if (from_peer && early_datagrams_.size() < kMaxEarlyDatagrams) {
+    early_datagrams_.emplace_back(datagram.data.begin(), datagram.data.end());
+  }
+}
+
+void P2pSession::start_tunnel(bool is_a, const base::SocketAddress& remote) {
+  const char peer_role = is_a ? 'B' : 'A';
+  if (!peer_info_->fingerprint || !identity_) {
+    log().warn("quic.skipped reason=no_fingerprint");
+    if (settings_.send_file || settings_.receive_dir) {
+      finish(Failure{1, "peer " + std::string(1, peer_role) +
+                            " runs a peertun without the QUIC data path; update it"});
+    }
+    return;
+  }
+  auto fingerprint = quic::Fingerprint::parse(*peer_info_->fingerprint);
+  if (!fingerprint) {
+    finish(Failure{1, "peer " + std::string(1, peer_role) + " sent a malformed fingerprint"});
+    return;
+  }
+  const auto now = quic::Clock::now();
+  auto connection = is_a ? quic::Connection::server(identity_, *fingerprint, {}, now)
+                         : quic::Connection::client(identity_, *fingerprint, {}, now);
+  if (!connection) {
+    finish(Failure{1, "cannot start QUIC: " + connection.error().message()});
+    return;
+  }
+  path_ = std::make_shared<PeerPath>(socket_, remote);
+  quic_ = quic::Session::create(executor_, std::move(*connection), path_);
+  quic_->start();
+  for (const auto& d : early_datagrams_) {
+    quic_->receive(d, d.size());
+  }
+  early_datagrams_.clear();
+  quic_->flush();
+  io::asio::co_spawn(executor_, run_tunnel(is_a, quic_),
+                     [](std::exception_ptr e) { io::log_task_exception(e, "p2p.tunnel"); });
+}
+
+io::Task<void> P2pSession::run_tunnel(bool is_a, std::shared_ptr<quic::Session> session) {
+  const std::string peer = "peer " + std::string(1, is_a ? 'B' : 'A');
+  if (auto ec = co_await session->handshake()) {
+    if (!stopping_) {
+      finish(Failure{1, "the QUIC connection with " + peer + " failed: " + ec.message()});
+    }
+    co_return;
+  }
+  log().info("quic.connected");
+  observer_.quic_connected(is_a ? 'B' : 'A');
+  if (settings_.send_file) {
+    auto sent = co_await send_file(session, *settings_.send_file);
+    if (!sent) {
+      if (!stopping_) {
+        finish(Failure{1, "sending " + *settings_.send_file + " to " + peer +
+                              " failed: " + sent.error().message()});
+      }
+      co_return;
+    }
+    transfer_done_ = true;
+    observer_.file_sent(*sent);
+  }
+  if (settings_.receive_dir) {
+    auto received = co_await receive_file(session, *settings_.receive_dir);
+    if (!received) {
+      if (!stopping_) {
+        // Close QUIC first so our refusal reaches the sender before the relay tells it
+        // we left.
+        co_await session->close(1, received.error().message(), std::chrono::seconds(2));
+        finish(
+            Failure{1, "receiving a file from " + peer + " failed: " + received.error().message()});
+      }
+      co_return;
+    }
+    transfer_done_ = true;
+    observer_.file_received(*received, *settings_.receive_dir);
+    // The receiver's work is done: close QUIC cleanly (the sender has our digest) and end.
+    co_await session->close(0, "done", std::chrono::seconds(2));
+    finish(std::nullopt);
+  }
+}
+
+void P2pSession::finish(std::optional<Failure> failure) {
+  if (finished_) {
+    return;
+  }
+  finished_ = true;
+  if (peer_gone_timer_) {
+    peer_gone_timer_->cancel();
+  }
+  finish_failure_ = std::move(failure);
+  if (control_) {
+    control_->abort();  // run()'s receive ends; it returns finish_failure_
+  }
+}
+
 io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::JoinCode> code) {
   const char peer_role = is_a ? 'B' : 'A';
+  executor_ = co_await io::asio::this_coro::executor;
+  // However run() ends, the punch driver's loops and QUIC end with it.
+  struct StopPunch {
+    P2pSession* session;
+    ~StopPunch() {
+      if (session->punch_) {
+        session->punch_->stop();
+      }
+      if (session->quic_) {
+        session->quic_->stop();
+      }
+      if (session->peer_gone_timer_) {
+        session->peer_gone_timer_->cancel();
+      }
+    }
+  } stop_punch{this};
+  if (auto failed = make_identity()) {
+    co_return failed;
+  }
   auto connected = co_await ControlClient::connect(settings_.relay, settings_.token);
   if (!connected.client) {
     co_return Failure{1, connected.detail};
@@ -141,6 +442,9 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
     auto message = co_await control_->receive();
     if (!message) {
       handshake_timer.cancel();
+      if (finished_) {
+        co_return finish_failure_;
+      }
       if (stopping_) {
         co_return std::nullopt;
       }
@@ -207,6 +511,10 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
               }
               if (handshake->complete()) {
                 channel.emplace(handshake->take_channel());
+                const auto ours = handshake->check_key(is_a ? pake::Role::A : pake::Role::B);
+                const auto theirs = handshake->check_key(is_a ? pake::Role::B : pake::Role::A);
+                check_key_ours_.assign(ours.begin(), ours.end());
+                check_key_theirs_.assign(theirs.begin(), theirs.end());
                 const auto text = encode_peer_info(ours_);
                 control_->send(control::Signal{channel->seal(to_bytes(text))});
               }
@@ -234,8 +542,28 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
               if (auto best = best_address(*info)) {
                 observer_.peer_address(peer_role, *best);
               }
+              prepare_punch(is_a);
             }
+          } else if constexpr (std::is_same_v<T, control::Fire>) {
+            if (!punch_) {
+              log().debug("punch.unexpected_fire");  // e.g. after an impossible verdict
+              return;
+            }
+            punch_->fire();
           } else if constexpr (std::is_same_v<T, control::PeerLeft>) {
+            if (peer_info_ && (settings_.send_file || settings_.receive_dir) && !transfer_done_) {
+              // The peer may have left right after telling us over QUIC why (a refused
+              // file): give the tunnel a moment to report that, then give up.
+              peer_gone_timer_.emplace(executor_);
+              peer_gone_timer_->expires_after(kPeerGoneGrace);
+              peer_gone_timer_->async_wait([this, peer_role](const base::ErrorCode& ec) {
+                if (!ec) {
+                  finish(Failure{1, "peer " + std::string(1, peer_role) +
+                                        " left before the transfer completed"});
+                }
+              });
+              return;
+            }
             if (peer_info_) {
               observer_.peer_left(peer_role);
               finished = true;

@@ -1,5 +1,6 @@
 #include "client/peer_info.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/system/errc.hpp>
 
@@ -18,6 +19,12 @@ std::string encode_peer_info(const PeerInfo& info) {
     host.emplace_back(h.to_string());
   }
   o["host"] = std::move(host);
+  if (info.nat) {
+    o["nat"] = traversal::to_json(*info.nat);
+  }
+  if (info.fingerprint) {
+    o["fingerprint"] = *info.fingerprint;
+  }
   return json::serialize(o);
 }
 
@@ -65,6 +72,22 @@ base::Result<PeerInfo> decode_peer_info(std::string_view text) {
       }
       info.host.push_back(*addr);
     }
+  }
+  if (const auto* f = o.if_contains("fingerprint")) {
+    const json::string* hex = f->if_string();
+    if (hex == nullptr || hex->size() != kFingerprintHexLength ||
+        !std::all_of(hex->begin(), hex->end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
+      return invalid;
+    }
+    info.fingerprint = std::string(*hex);
+  }
+  if (const auto* n = o.if_contains("nat")) {
+    auto verdict = traversal::nat_verdict_from_json(*n);
+    if (!verdict) {
+      return invalid;
+    }
+    info.nat = std::move(*verdict);
   }
   return info;
 }

@@ -1,7 +1,7 @@
 #pragma once
 // What each peer tells the other inside the PAKE-sealed channel once the handshake
 // is done (docs/protocol/signalling.md): its server-reflexive address and host
-// candidates. JSON, versioned; unknown fields are ignored so later versions can add
+// candidates and NAT verdict. JSON, versioned; unknown fields are ignored so later versions can add
 // candidates and certificate fingerprints.
 
 #include <optional>
@@ -10,15 +10,23 @@
 
 #include "base/error.h"
 #include "base/socket_address.h"
+#include "traversal/nat_behavior.h"
 
 namespace peertun::client {
 
 inline constexpr std::size_t kMaxPeerInfoBytes = std::size_t{8} * 1024;
 inline constexpr std::size_t kMaxHostCandidates = 32;
+inline constexpr std::size_t kFingerprintHexLength = 64;
 
 struct PeerInfo {
   std::optional<base::SocketAddress> reflexive;  // from the relay's STUN; absent if UDP failed
   std::vector<base::SocketAddress> host;         // local interface addresses + our UDP port
+  // The early mapping verdict from the relay's STUN, so each side can tell at once when
+  // a direct path cannot exist. Absent from older peers.
+  std::optional<traversal::NatVerdict> nat;
+  // SHA-256 of the sender's ephemeral QUIC certificate (64 lower-case hex digits): the
+  // other side's TLS handshake accepts only this certificate (docs/protocol/quic.md).
+  std::optional<std::string> fingerprint;
   friend bool operator==(const PeerInfo&, const PeerInfo&) = default;
 };
 

@@ -11,6 +11,8 @@ std::string RelayTarget::display() const {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+std::string RelayTarget::url() const { return (tls ? "wss://" : "ws://") + display(); }
+
 namespace {
 
 // A DNS name (letters, digits, '-', '.', '_') or an IP literal; anything else (spaces,
@@ -32,10 +34,14 @@ bool valid_host(std::string_view host) {
   return true;
 }
 
-std::optional<RelayTarget> checked(RelayTarget t) {
-  if (!valid_host(t.host)) {
+std::optional<RelayTarget> checked(std::string host, std::uint16_t port, bool tls) {
+  if (!valid_host(host)) {
     return std::nullopt;
   }
+  RelayTarget t;
+  t.host = std::move(host);
+  t.port = port;
+  t.tls = tls;
   return t;
 }
 
@@ -48,8 +54,12 @@ std::optional<RelayTarget> parse_relay_target(std::string_view text) {
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
     text.remove_suffix(1);
   }
-  if (text.starts_with("ws://")) {
-    text.remove_prefix(5);
+  bool tls = false;
+  const bool ws = text.starts_with("ws://");
+  const bool wss = text.starts_with("wss://");
+  if (ws || wss) {
+    tls = wss;
+    text.remove_prefix(wss ? 6 : 5);
     if (auto slash = text.find('/'); slash != std::string_view::npos) {
       if (text.substr(slash) != "/v1/control" && text.substr(slash) != "/") {
         return std::nullopt;
@@ -64,14 +74,14 @@ std::optional<RelayTarget> parse_relay_target(std::string_view text) {
   }
   // A bare IPv6 literal or a bracketed one without port.
   if (base::IpAddress::parse(text) && text.find(':') != std::string_view::npos) {
-    return checked({std::string(text), kDefaultRelayPort});
+    return checked(std::string(text), kDefaultRelayPort, tls);
   }
   if (text.front() == '[' && text.back() == ']') {
     auto inner = text.substr(1, text.size() - 2);
     if (!base::IpAddress::parse(inner)) {
       return std::nullopt;
     }
-    return checked({std::string(inner), kDefaultRelayPort});
+    return checked(std::string(inner), kDefaultRelayPort, tls);
   }
   if (auto hp = base::split_host_port(text)) {
     if (hp->port == 0) {
@@ -80,12 +90,12 @@ std::optional<RelayTarget> parse_relay_target(std::string_view text) {
     if (hp->host.front() == '[') {
       return std::nullopt;
     }
-    return checked({hp->host, hp->port});
+    return checked(hp->host, hp->port, tls);
   }
   if (text.find(':') != std::string_view::npos || text.find('[') != std::string_view::npos) {
     return std::nullopt;
   }
-  return checked({std::string(text), kDefaultRelayPort});
+  return checked(std::string(text), kDefaultRelayPort, tls);
 }
 
 }  // namespace peertun::client

@@ -5,19 +5,69 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "base/log.h"
+#include "io/tls_stream.h"
 
 namespace peertun::io {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
-// A plain socket under the WebSocket: its own idle/handshake timeouts cover every
-// wait after the upgrade, and beast::tcp_stream's extra timers cost ~0.5 KiB per idle
-// session. tcp_stream is used only for connect and the HTTP upgrade.
-using Stream = websocket::stream<asio::ip::tcp::socket>;
+// TlsStream under the WebSocket, plain (ws) or TLS (wss): one stream type, so Beast's
+// templates are instantiated once. The WebSocket's own idle/handshake timeouts cover
+// every wait after the upgrade, and beast::tcp_stream's extra timers cost ~0.5 KiB per
+// idle session; tcp_stream is used only for the client's connect, and TlsStream's
+// deadline bounds the TLS handshake and the HTTP request.
+using Stream = websocket::stream<TlsStream>;
+
+// Beast's WebSocket ends a connection through teardown hooks found by ADL on the
+// next layer's type (as it does for asio::ssl::stream): close_notify first, then the
+// TCP teardown Beast does for a plain socket. Declared here, before any use, so that
+// tls_stream.h needs no Beast.
+//
+// The stream is used only while initiating (step 0): the WebSocket, and the TlsStream
+// in it, may be destroyed while the teardown runs, so the TCP part goes through
+// `socket`, which keeps the stream's state (and its closed socket) alive.
+struct TlsTeardownOp {
+  TlsStream* stream;  // step 0 only
+  std::shared_ptr<asio::ip::tcp::socket> socket;
+  beast::role_type role;
+  int step = 0;
+
+  template <class Self>
+  void operator()(Self& self, base::ErrorCode ec = {}) {
+    switch (step++) {
+      case 0:
+        std::exchange(stream, nullptr)->async_shutdown(std::move(self));
+        return;
+      case 1:
+        if (ec == asio::error::operation_aborted || !socket->is_open()) {
+          self.complete(ec);  // the stream is gone (or closed): nothing left to tear down
+          return;
+        }
+        // A failed close_notify (peer gone) still needs the TCP part.
+        websocket::async_teardown(role, *socket, std::move(self));
+        return;
+      default:
+        self.complete(ec);
+    }
+  }
+};
+
+template <class TeardownHandler>
+void async_teardown(beast::role_type role, TlsStream& stream, TeardownHandler&& handler) {
+  asio::async_compose<TeardownHandler, void(base::ErrorCode)>(
+      TlsTeardownOp{&stream, stream.shared_next_layer(), role}, handler, stream.next_layer());
+}
+
+// Only Beast's blocking calls use this; we make none, but the hook must exist.
+inline void teardown(beast::role_type role, TlsStream& stream, base::ErrorCode& ec) {
+  websocket::teardown(role, stream.next_layer(), ec);
+}
 
 namespace {
 
@@ -148,12 +198,17 @@ bool WebSocket::is_open() const { return impl_->ws.is_open() && !impl_->closing;
 
 struct WebSocketServer::Impl {
   Impl(Executor ex, std::string p, WebSocketOptions o, Handler h, HttpHandler hh)
-      : acceptor(ex), path(std::move(p)), options(o), handler(std::move(h)), http(std::move(hh)) {}
+      : acceptor(ex),
+        path(std::move(p)),
+        options(std::move(o)),
+        handler(std::move(h)),
+        http(std::move(hh)) {}
   asio::ip::tcp::acceptor acceptor;
   std::string path;
   WebSocketOptions options;
   Handler handler;
   HttpHandler http;
+  std::uint64_t tls_handshake_failures = 0;
 };
 
 namespace {
@@ -170,8 +225,20 @@ Task<std::shared_ptr<WebSocket>> upgrade(std::shared_ptr<WebSocketServer::Impl> 
     co_return nullptr;
   }
   const auto remote = from_asio(remote_ep);
-  beast::tcp_stream stream(std::move(socket));
+  TlsStream stream = server->options.tls ? TlsStream(std::move(socket), server->options.tls)
+                                         : TlsStream(std::move(socket));
+  // One deadline for the TLS handshake and the HTTP request: a client that stalls in
+  // either is dropped after handshake_timeout.
   stream.expires_after(server->options.handshake_timeout);
+  if (stream.is_tls()) {
+    auto [tls_ec] = co_await stream.async_handshake(use_nothrow);
+    if (tls_ec) {
+      ++server->tls_handshake_failures;
+      log().debug("tls.handshake_failed remote={} error={} detail={}", remote.to_string(),
+                  tls_ec.message(), stream.last_error_text());
+      co_return nullptr;
+    }
+  }
 
   http::request_parser<http::string_body> parser;
   parser.header_limit(kMaxHttpHeaderBytes);
@@ -188,7 +255,8 @@ Task<std::shared_ptr<WebSocket>> upgrade(std::shared_ptr<WebSocketServer::Impl> 
   const std::string target(req.target());
 
   if (websocket::is_upgrade(req) && target == server->path) {
-    Stream ws(stream.release_socket());  // the WebSocket timeouts take over
+    stream.expires_never();  // the WebSocket timeouts take over
+    Stream ws(std::move(stream));
     configure(ws, server->options, /*server=*/true);
     auto [accept_ec] = co_await ws.async_accept(req, use_nothrow);
     if (accept_ec) {
@@ -211,8 +279,11 @@ Task<std::shared_ptr<WebSocket>> upgrade(std::shared_ptr<WebSocketServer::Impl> 
   res.keep_alive(false);
   res.body() = std::move(answer.body);
   res.prepare_payload();
-  co_await http::async_write(stream, res, use_nothrow);
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  auto [write_ec, written] = co_await http::async_write(stream, res, use_nothrow);
+  if (!write_ec) {
+    co_await stream.async_shutdown(use_nothrow);  // close_notify (TLS only)
+    stream.next_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  }
   co_return nullptr;
 }
 
@@ -251,8 +322,8 @@ WebSocketServer::~WebSocketServer() { stop(); }
 base::Result<std::unique_ptr<WebSocketServer>> WebSocketServer::start(
     Executor executor, const base::SocketAddress& listen, std::string path,
     WebSocketOptions options, Handler handler, HttpHandler http_handler) {
-  auto impl = std::make_shared<Impl>(executor, std::move(path), options, std::move(handler),
-                                     std::move(http_handler));
+  auto impl = std::make_shared<Impl>(executor, std::move(path), std::move(options),
+                                     std::move(handler), std::move(http_handler));
   const auto ep = to_tcp(listen);
   base::ErrorCode ec;
   impl->acceptor.open(ep.protocol(), ec);
@@ -274,6 +345,10 @@ base::Result<std::unique_ptr<WebSocketServer>> WebSocketServer::start(
   asio::co_spawn(executor, accept_loop(impl),
                  [](std::exception_ptr e) { log_task_exception(e, "ws.accept_loop"); });
   return std::unique_ptr<WebSocketServer>(new WebSocketServer(std::move(impl)));
+}
+
+std::uint64_t WebSocketServer::tls_handshake_failures() const {
+  return impl_->tls_handshake_failures;
 }
 
 base::SocketAddress WebSocketServer::local_address() const {
@@ -309,7 +384,19 @@ Task<base::Result<std::shared_ptr<WebSocket>>> connect_websocket(std::string hos
     co_return connect_ec;
   }
 
-  Stream ws(stream.release_socket());
+  TlsStream tls = options.tls ? TlsStream(stream.release_socket(), options.tls, host)
+                              : TlsStream(stream.release_socket());
+  if (tls.is_tls()) {
+    tls.expires_after(options.handshake_timeout);
+    auto [tls_ec] = co_await tls.async_handshake(use_nothrow);
+    if (tls_ec) {
+      log().debug("tls.handshake_failed host={} error={} detail={}", host, tls_ec.message(),
+                  tls.last_error_text());
+      co_return tls_ec;
+    }
+    tls.expires_never();
+  }
+  Stream ws(std::move(tls));
   configure(ws, options, /*server=*/false);
   ws.auto_fragment(true);
   const std::string host_header =
@@ -321,6 +408,13 @@ Task<base::Result<std::shared_ptr<WebSocket>>> connect_websocket(std::string hos
   }
   co_return std::make_shared<WebSocket>(
       std::make_unique<WebSocket::Impl>(std::move(ws), from_asio(ep), options));
+}
+
+bool is_not_http(const base::ErrorCode& ec) {
+  static const auto& http_category = http::make_error_code(http::error::end_of_stream).category();
+  // The HTTP category covers end_of_stream and every parse error.
+  return ec.category() == http_category || ec == asio::error::eof ||
+         ec == asio::error::connection_reset;
 }
 
 bool is_disconnect(const base::ErrorCode& ec) {

@@ -1,7 +1,7 @@
 #pragma once
-// WebSocket (RFC 6455) server and client behind a small interface. Boost.Beast is
-// confined to websocket.cc: one Beast coroutine file costs ~30 s and ~780 MB to
-// compile, so nothing else includes it.
+// WebSocket (RFC 6455) server and client behind a small interface, over plain TCP
+// (ws) or TLS (wss, tls_stream.h). Boost.Beast is confined to websocket.cc: one Beast
+// coroutine file costs ~30 s and ~780 MB to compile, so nothing else includes it.
 //
 // Threading: single-threaded io_context; a WebSocket and its server belong to the
 // executor they were created on.
@@ -19,8 +19,11 @@
 
 namespace peertun::io {
 
+class TlsContext;
+
 struct WebSocketOptions {
-  // Bound on the TCP connect (client) and the HTTP upgrade (both sides).
+  // Bound on the TCP connect (client), the TLS handshake and the HTTP upgrade (both
+  // sides).
   std::chrono::steady_clock::duration handshake_timeout = std::chrono::seconds(10);
   // A connection with no traffic for half this gets a ping; with none for all of it,
   // it is closed. Both sides ping, so a dead peer is found within this bound.
@@ -29,6 +32,10 @@ struct WebSocketOptions {
   std::size_t max_message_bytes = std::size_t{64} * 1024;
   // A peer that does not read its messages is disconnected once this much waits.
   std::size_t max_queued_bytes = std::size_t{1024} * 1024;
+  // With a context, TLS (wss): the server serves every request, WebSocket and plain
+  // HTTP, over TLS only; the client verifies the server as the context says. Null:
+  // plain TCP (ws).
+  std::shared_ptr<const TlsContext> tls;
 };
 
 class WebSocket : public std::enable_shared_from_this<WebSocket> {
@@ -79,13 +86,17 @@ class WebSocketServer {
 
   // Listens on `listen` (TCP) and, for each connection that upgrades on `path`,
   // runs `handler` in its own coroutine. Other HTTP requests go to `http` (or get
-  // 404). Errors: bind/listen failures.
+  // 404). With options.tls (a server context) every connection starts with a TLS
+  // handshake; failures (plain HTTP, garbage, a stall past handshake_timeout) close
+  // that connection, are logged at debug and counted. Errors: bind/listen failures.
   static base::Result<std::unique_ptr<WebSocketServer>> start(
       Executor executor, const base::SocketAddress& listen, std::string path,
       WebSocketOptions options, Handler handler, HttpHandler http = nullptr);
   ~WebSocketServer();
 
   [[nodiscard]] base::SocketAddress local_address() const;
+  // TLS handshakes that failed or timed out since start().
+  [[nodiscard]] std::uint64_t tls_handshake_failures() const;
   // Stops accepting; established connections are unaffected.
   void stop();
 
@@ -96,7 +107,9 @@ class WebSocketServer {
   std::shared_ptr<Impl> impl_;
 };
 
-// Connects to ws://host:port/path. Resolves host names. Errors: resolve, connect,
+// Connects to ws://host:port/path, or wss:// when options.tls holds a client context
+// (the certificate is checked for `host`). Resolves host names. Errors: resolve,
+// connect, TLS (TlsErrc: untrusted, wrong host, expired, pin, handshake), WebSocket
 // handshake failures (including a non-101 HTTP answer), timeouts.
 Task<base::Result<std::shared_ptr<WebSocket>>> connect_websocket(std::string host,
                                                                  std::uint16_t port,
@@ -106,5 +119,9 @@ Task<base::Result<std::shared_ptr<WebSocket>>> connect_websocket(std::string hos
 // True for the errors that mean "the other side went away": a close frame, EOF,
 // reset, or our own cancellation. Callers treat these as control flow.
 [[nodiscard]] bool is_disconnect(const base::ErrorCode& ec);
+
+// True when a plain (ws) connect got an answer that is not HTTP at all, or none: what
+// a ws:// client sees from a wss-only server. Callers use it for a hint.
+[[nodiscard]] bool is_not_http(const base::ErrorCode& ec);
 
 }  // namespace peertun::io

@@ -130,9 +130,9 @@ std::string validate(const RelayConfig& config) {
   if (config.alt_port != 0 && config.alt_port == config.listen.port()) {
     return "--alt-port must differ from the listen port";
   }
-  if (!config.tls_cert.empty() || !config.tls_key.empty()) {
-    return "TLS (wss) for the control plane is not supported by this build yet; run the relay "
-           "behind a TLS-terminating proxy or without --tls-cert/--tls-key";
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    return "--tls-cert and --tls-key go together (tls_cert and tls_key in relay.toml): give both "
+           "for wss, or neither";
   }
   return {};
 }

@@ -22,6 +22,8 @@ struct RelayConfig {
   std::uint16_t alt_port = 0;
   // RFC 5780 alternate address; needs a specific (non-wildcard) listen address.
   std::optional<base::IpAddress> alt_ip;
+  // PEM certificate chain and key; both set = the control plane, /metrics and /healthz
+  // are served over TLS only (wss/https). Read at start-up (Relay::start).
   std::string tls_cert;
   std::string tls_key;
   std::chrono::seconds session_ttl{600};
@@ -40,7 +42,8 @@ struct RelayConfig {
                                                            std::string_view origin,
                                                            std::string& detail);
 
-// Checks cross-field rules (alt ip vs wildcard listen, at least one token, port ranges).
+// Checks cross-field rules (alt ip vs wildcard listen, at least one token, port ranges,
+// TLS certificate and key together). Files are not opened here: Relay::start does.
 // Returns an empty string when valid, else the problem in one sentence.
 [[nodiscard]] std::string validate(const RelayConfig& config);
 

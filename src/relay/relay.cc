@@ -1,6 +1,9 @@
 #include "relay/relay.h"
 
+#include <fmt/format.h>
+
 #include "base/log.h"
+#include "io/tls_stream.h"
 #include "io/websocket.h"
 #include "relay/control_service.h"
 #include "relay/stun_service.h"
@@ -24,12 +27,40 @@ struct Relay::Parts {
   std::unique_ptr<ControlService> control;
   std::vector<std::unique_ptr<io::WebSocketServer>> servers;
   std::unique_ptr<StunService> stun;
+  std::shared_ptr<const io::TlsContext> tls;
 };
+
+namespace {
+
+// TLS handshake failures live in the WebSocket servers (io), not in RelayStats.
+std::string tls_metrics(const Relay::Parts& parts) {
+  if (!parts.tls) {
+    return {};
+  }
+  std::uint64_t failures = 0;
+  for (const auto& server : parts.servers) {
+    failures += server->tls_handshake_failures();
+  }
+  return fmt::format(
+      "# HELP peertun_relay_tls_handshake_failures_total TLS handshakes that failed or timed "
+      "out (plain HTTP, garbage, stalls).\n"
+      "# TYPE peertun_relay_tls_handshake_failures_total counter\n"
+      "peertun_relay_tls_handshake_failures_total {}\n",
+      failures);
+}
+
+}  // namespace
 
 Relay::Relay(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 Relay::~Relay() { stop(); }
 
 base::Result<std::unique_ptr<Relay>> Relay::start(io::Executor executor, RelayConfig config) {
+  std::string problem;
+  return start(std::move(executor), std::move(config), problem);
+}
+
+base::Result<std::unique_ptr<Relay>> Relay::start(io::Executor executor, RelayConfig config,
+                                                  std::string& problem) {
   auto parts = std::make_unique<Parts>();
   parts->config = std::move(config);
   const RelayConfig& cfg = parts->config;
@@ -39,6 +70,14 @@ base::Result<std::unique_ptr<Relay>> Relay::start(io::Executor executor, RelayCo
   io::WebSocketOptions ws_options;
   ws_options.idle_timeout = 2 * cfg.ping_interval;
   ws_options.max_message_bytes = 64 * 1024;
+  if (!cfg.tls_cert.empty()) {
+    auto tls = io::TlsContext::server(cfg.tls_cert, cfg.tls_key, problem);
+    if (!tls) {
+      return tls.error();
+    }
+    parts->tls = *tls;
+    ws_options.tls = *tls;
+  }
 
   base::ErrorCode last_error;
   for (int attempt = 0; attempt < (pick_port ? kPortAttempts : 1); ++attempt) {
@@ -53,7 +92,8 @@ base::Result<std::unique_ptr<Relay>> Relay::start(io::Executor executor, RelayCo
     };
     auto http = [raw](const std::string& target) {
       if (target == "/metrics") {
-        return io::HttpResponse{200, "text/plain; version=0.0.4", to_prometheus(raw->stats)};
+        return io::HttpResponse{200, "text/plain; version=0.0.4",
+                                to_prometheus(raw->stats) + tls_metrics(*raw)};
       }
       if (target == "/healthz") {
         return io::HttpResponse{200, "text/plain", "ok\n"};
@@ -98,8 +138,9 @@ base::Result<std::unique_ptr<Relay>> Relay::start(io::Executor executor, RelayCo
         cfg.hello_timeout};
     parts->control = std::make_unique<ControlService>(executor, control_config, parts->stats);
     parts->control->start();
-    log().info("relay.listening control={} port={} alt_port={}",
-               parts->servers.front()->local_address().to_string(), port, alt_port);
+    log().info("relay.listening control={} port={} alt_port={} tls={}",
+               parts->servers.front()->local_address().to_string(), port, alt_port,
+               parts->tls ? "on" : "off");
     return std::unique_ptr<Relay>(new Relay(std::move(parts)));
   }
   return last_error;
@@ -111,6 +152,11 @@ base::SocketAddress Relay::control_address() const {
 std::uint16_t Relay::port() const { return parts_->port; }
 std::uint16_t Relay::alt_port() const { return parts_->alt_port; }
 const RelayStats& Relay::stats() const { return parts_->stats; }
+bool Relay::tls() const { return parts_->tls != nullptr; }
+const std::string& Relay::tls_pin() const {
+  static const std::string kNone;
+  return parts_->tls ? parts_->tls->pin() : kNone;
+}
 
 void Relay::stop() {
   if (!parts_) {

@@ -37,6 +37,15 @@ class RendezvousTest(PeertunTestCase):
                                           "address": a_public})
         self.assertEqual(peer_seen_by_a, {"event": "peer_address", "peer": "B",
                                           "address": b_public})
+        # Both punch: on loopback the host candidates answer at once.
+        punch_b = b.wait_event("punch")
+        punch_a = a.wait_event("punch")
+        self.assertEqual(punch_a["result"], "succeeded")
+        self.assertEqual(punch_b["result"], "succeeded")
+        self.assertEqual(punch_a["remote"], b_public)
+        self.assertEqual(punch_b["remote"], a_public)
+        self.assertEqual(punch_a["candidate"], "host")
+        self.assertGreaterEqual(punch_a["fire_to_path_ms"], 0)
         # B stops (Ctrl-C); A hears that B left and ends cleanly.
         b.signal(signal.SIGINT)
         self.assertEqual(b.wait_exit(), 0)
@@ -46,6 +55,9 @@ class RendezvousTest(PeertunTestCase):
         self.assertEqual(m["sessions_created_total"], 1)
         self.assertEqual(m["sessions_joined_total"], 1)
         self.assertGreaterEqual(m["signals_forwarded_total"], 6)
+        self.assertEqual(m["punches_fired_total"], 1)
+        self.assertEqual(m['path_reports_total{outcome="direct"}'], 2)
+        self.assertEqual(m['path_reports_total{outcome="failed"}'], 0)
 
     def test_human_output_has_the_design_lines(self):
         relay = self.relay()
@@ -55,6 +67,31 @@ class RendezvousTest(PeertunTestCase):
         a.wait_line(r"^✓ STUN: my public address is 127\.0\.0\.1:\d+$")
         a.wait_line(r"^✓ Peer B is at 127\.0\.0\.1:\d+$")
         a.wait_line(r"peertun p2p-join " + code)
+        b.wait_line(r"^✓ UDP hole-punch: succeeded \(RTT \d+ms\)$")
+        a.wait_line(r"^✓ UDP hole-punch: succeeded \(RTT \d+ms\)$")
+
+    def test_bad_attempt_timeout_is_a_usage_error(self):
+        relay = self.relay()
+        for bad in ("8", "soon", "-3s", "0s"):
+            p = self.peer("p2p", self.share_dir(), "--p2p-attempt-timeout", bad, relay=relay)
+            self.assertEqual(p.wait_exit(), 2, bad)
+            self.assertIn("--p2p-attempt-timeout", p.err[0])
+
+    def test_punch_messages_out_of_place_get_errors_not_crashes(self):
+        relay = self.relay()
+        ws = WsClient(relay.host, relay.port)
+        self.addCleanup(ws.close)
+        self.assertEqual(hello(ws)["type"], "welcome")
+        # Not in a session: punch_ready is refused, the connection stays usable.
+        ws.send_json({"v": 1, "type": "punch_ready"})
+        self.assertEqual(ws.recv_json()["code"], "not_in_session")
+        ws.send_json({"v": 1, "type": "path_report", "outcome": "direct", "reason": "",
+                      "rtt_ms": -5})
+        self.assertEqual(ws.recv_json()["code"], "bad_message")
+        ws.send_json({"v": 1, "type": "path_report", "outcome": "teleported", "reason": "x"})
+        ws.send_json({"v": 1, "type": "create_session"})
+        self.assertEqual(ws.recv_json()["type"], "session_created")
+        self.assertEqual(relay.metrics()['path_reports_total{outcome="unknown"}'], 1)
 
     def test_wrong_code_fails_on_both_sides_and_burns_the_nameplate(self):
         relay = self.relay()

@@ -11,6 +11,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -113,31 +114,102 @@ class Proc:
         shutil.rmtree(self.cfg_dir, ignore_errors=True)
 
 
+class Pki:
+    """A throwaway CA and a server certificate signed by it, made with GnuTLS's certtool
+    (Debian package gnutls-bin) in `directory`. `names`/`ips` become the certificate's
+    subject alternative names."""
+
+    def __init__(self, directory, names=("localhost",), ips=("127.0.0.1",), tag="server"):
+        os.makedirs(directory, exist_ok=True)
+        self.dir = directory
+        self.ca = os.path.join(directory, "ca.pem")
+        self.ca_key = os.path.join(directory, "ca.key")
+        if not os.path.exists(self.ca):
+            self._certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", self.ca_key)
+            tmpl = self._template("ca", 'cn = "peertun test CA"\nca\ncert_signing_key\n'
+                                        "expiration_days = 2\n")
+            self._certtool("--generate-self-signed", "--load-privkey", self.ca_key,
+                           "--template", tmpl, "--outfile", self.ca)
+        self.key = os.path.join(directory, f"{tag}.key")
+        self.cert = os.path.join(directory, f"{tag}.pem")
+        lines = [f'cn = "{(list(names) + list(ips))[0]}"']
+        lines += [f'dns_name = "{n}"' for n in names]
+        lines += [f'ip_address = "{ip}"' for ip in ips]
+        lines += ["tls_www_server", "signing_key", "encryption_key", "expiration_days = 2"]
+        tmpl = self._template(tag, "\n".join(lines) + "\n")
+        self._certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", self.key)
+        self._certtool("--generate-certificate", "--load-privkey", self.key,
+                       "--load-ca-certificate", self.ca, "--load-ca-privkey", self.ca_key,
+                       "--template", tmpl, "--outfile", self.cert)
+
+    def _template(self, name, text):
+        path = os.path.join(self.dir, f"{name}.tmpl")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    @staticmethod
+    def _certtool(*args):
+        if shutil.which("certtool") is None:
+            raise unittest.SkipTest("certtool missing: run scripts/install-deps.sh (gnutls-bin)")
+        r = subprocess.run(["certtool", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"certtool {args[0]} failed: {r.stderr.decode(errors='replace')}")
+
+    def client_context(self):
+        """An ssl.SSLContext that trusts this CA (and checks names)."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        return ctx
+
+
 class Relay(Proc):
-    def __init__(self, *extra, listen="127.0.0.1:0", tokens=(TOKEN,)):
+    def __init__(self, *extra, listen="127.0.0.1:0", tokens=(TOKEN,), tls=None):
+        """`tls`: a Pki; the relay then serves wss with its certificate."""
         args = [RELAY, "--listen", listen]
         for t in tokens:
             args += ["--token", t]
+        if tls is not None:
+            args += ["--tls-cert", tls.cert, "--tls-key", tls.key]
+        self.tls = tls
         super().__init__(args + list(extra))
-        m = self.wait_line(r"control ws://(\S+)/v1/control, STUN udp port (\d+) "
+        m = self.wait_line(r"control (wss?)://(\S+)/v1/control, STUN udp port (\d+) "
                            r"\(alternate port (\d+)")
-        self.control = m.group(1)
-        self.port = int(m.group(2))
-        self.alt_port = int(m.group(3))
+        self.scheme = m.group(1)
+        self.control = m.group(2)
+        self.port = int(m.group(3))
+        self.alt_port = int(m.group(4))
         host = self.control.rsplit(":", 1)[0]
         self.host = host.strip("[]")
-        self.address = self.control
+        # What clients pass as --relay: wss relays need the scheme.
+        self.address = self.control if self.scheme == "ws" else f"wss://{self.control}"
+        self.pin = None
+        if self.scheme == "wss":
+            self.pin = self.wait_line(r"TLS key pin .*: (sha256:[0-9a-f]{64})").group(1)
 
-    def metrics(self):
-        with socket.create_connection((self.host, self.port), timeout=5) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    def http_get(self, target, timeout=5.0):
+        """Raw HTTP/1.1 GET over TCP, or over TLS (trusting the relay's CA) for wss."""
+        raw = socket.create_connection((self.host, self.port), timeout=timeout)
+        s = raw
+        if self.tls is not None:
+            s = self.tls.client_context().wrap_socket(raw, server_hostname=self.host)
+        with s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      .encode())
             data = b""
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                chunk = s.recv(65536)
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLZeroReturnError:
+                    break
                 if not chunk:
                     break
                 data += chunk
+        return data
+
+    def metrics(self):
+        data = self.http_get("/metrics")
         values = {}
         for line in data.decode().splitlines():
             if line.startswith("peertun_relay_"):
@@ -158,10 +230,13 @@ def peertun(*args, relay=None, token=TOKEN, json_output=True, env=None):
 
 
 class WsClient:
-    """A deliberately small RFC 6455 client, to act as a misbehaving peer."""
+    """A deliberately small RFC 6455 client, to act as a misbehaving peer. With
+    `tls_context` (an ssl.SSLContext) it speaks wss."""
 
-    def __init__(self, host, port, path="/v1/control", timeout=5.0):
+    def __init__(self, host, port, path="/v1/control", timeout=5.0, tls_context=None):
         self.s = socket.create_connection((host, port), timeout=timeout)
+        if tls_context is not None:
+            self.s = tls_context.wrap_socket(self.s, server_hostname=host)
         key = base64.b64encode(os.urandom(16)).decode()
         self.s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"

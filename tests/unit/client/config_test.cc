@@ -35,5 +35,27 @@ TEST(ClientConfigTest, LaterSourcesWin) {
   EXPECT_EQ(merged.token->reveal(), "env-token");
 }
 
+TEST(ClientConfigTest, RelayTlsTrustKeys) {
+  std::string detail;
+  const std::string pin = "sha256:" + std::string(64, 'b');
+  auto c = parse_client_config(
+      "relay = \"wss://relay.example\"\nrelay_ca = \"/etc/ca.pem\"\nrelay_pin = \"" + pin + "\"\n",
+      "c.toml", detail);
+  ASSERT_TRUE(c) << detail;
+  EXPECT_EQ(c->relay_ca, "/etc/ca.pem");
+  EXPECT_EQ(c->relay_pin, pin);
+  EXPECT_FALSE(parse_client_config("relay_pin = \"sha256:abc\"", "c.toml", detail));
+  EXPECT_NE(detail.find("\"relay_pin\""), std::string::npos) << detail;
+  EXPECT_FALSE(parse_client_config("relay_ca = \"\"", "c.toml", detail));
+  ClientConfig file;
+  file.relay_ca = "/file/ca.pem";
+  ClientConfig flags;
+  flags.relay_ca = "/flag/ca.pem";
+  flags.relay_pin = pin;
+  auto merged = merge(file, flags);
+  EXPECT_EQ(merged.relay_ca, "/flag/ca.pem");
+  EXPECT_EQ(merged.relay_pin, pin);
+}
+
 }  // namespace
 }  // namespace peertun::client

@@ -15,6 +15,15 @@ TEST(PeerInfoTest, RoundTrips) {
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, info);
   EXPECT_EQ(best_address(info), info.reflexive);
+
+  info.nat = traversal::quick_mapping_verdict(*base::SocketAddress::parse("198.51.100.7:38291"),
+                                              *base::SocketAddress::parse("198.51.100.7:40000"),
+                                              std::nullopt);
+  ASSERT_EQ(info.nat->mapping, traversal::MappingBehavior::AddressAndPortDependent);
+  info.fingerprint = std::string(64, 'a');
+  back = decode_peer_info(encode_peer_info(info));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, info);
 }
 
 TEST(PeerInfoTest, BestAddressFallsBackToHost) {
@@ -30,7 +39,11 @@ TEST(PeerInfoTest, RejectsMalformed) {
         "{\"v\":1,\"type\":\"peer_info\",\"reflexive\":5}",
         "{\"v\":1,\"type\":\"peer_info\",\"reflexive\":\"1.2.3.4\"}",
         "{\"v\":1,\"type\":\"peer_info\",\"host\":[\"x\"]}",
-        "{\"v\":1,\"type\":\"peer_info\",\"host\":\"1.2.3.4:5\"}"}) {
+        "{\"v\":1,\"type\":\"peer_info\",\"host\":\"1.2.3.4:5\"}",
+        "{\"v\":1,\"type\":\"peer_info\",\"nat\":7}",
+        "{\"v\":1,\"type\":\"peer_info\",\"fingerprint\":\"abc\"}",
+        "{\"v\":1,\"type\":\"peer_info\",\"fingerprint\":7}",
+        "{\"v\":1,\"type\":\"peer_info\",\"nat\":{\"public\":\"x\"}}"}) {
     EXPECT_FALSE(decode_peer_info(bad)) << bad;
   }
   std::string many = "{\"v\":1,\"type\":\"peer_info\",\"host\":[";
@@ -44,7 +57,7 @@ TEST(PeerInfoTest, RejectsMalformed) {
 
 TEST(PeerInfoTest, IgnoresUnknownFieldsForForwardCompatibility) {
   auto info = decode_peer_info(
-      "{\"v\":1,\"type\":\"peer_info\",\"host\":[],\"fingerprint\":\"ab\",\"future\":{}}");
+      "{\"v\":1,\"type\":\"peer_info\",\"host\":[],\"relay_candidate\":\"ab\",\"future\":{}}");
   ASSERT_TRUE(info);
   EXPECT_TRUE(info->host.empty());
 }

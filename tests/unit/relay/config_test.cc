@@ -52,6 +52,29 @@ TEST(RelayConfigTest, RejectsUnknownKeysAndBadValuesNamingTheKey) {
   }
 }
 
+TEST(RelayConfigTest, TlsCertificateAndKeyComeTogether) {
+  std::string detail;
+  auto config = parse_relay_config(R"(
+tokens = ["t"]
+tls_cert = "/etc/peertun/cert.pem"
+tls_key = "/etc/peertun/key.pem"
+)",
+                                   "relay.toml", detail);
+  ASSERT_TRUE(config) << detail;
+  EXPECT_EQ(config->tls_cert, "/etc/peertun/cert.pem");
+  EXPECT_EQ(config->tls_key, "/etc/peertun/key.pem");
+  EXPECT_EQ(validate(*config), "");  // files are checked by Relay::start, not here
+  config->tls_key.clear();
+  EXPECT_NE(validate(*config).find("--tls-cert and --tls-key go together"), std::string::npos);
+  config->tls_key = "k";
+  config->tls_cert.clear();
+  EXPECT_NE(validate(*config).find("go together"), std::string::npos);
+  EXPECT_FALSE(parse_relay_config("tls_cert = \"\"", "relay.toml", detail));
+  EXPECT_NE(detail.find("\"tls_cert\""), std::string::npos) << detail;
+  EXPECT_FALSE(parse_relay_config("tls_key = 3", "relay.toml", detail));
+  EXPECT_NE(detail.find("\"tls_key\""), std::string::npos) << detail;
+}
+
 TEST(RelayConfigTest, ValidateExplainsCrossFieldProblems) {
   RelayConfig config;
   EXPECT_NE(validate(config).find("no token"), std::string::npos);
@@ -67,8 +90,8 @@ TEST(RelayConfigTest, ValidateExplainsCrossFieldProblems) {
   config.alt_port = 4040;
   EXPECT_NE(validate(config).find("--alt-port"), std::string::npos);
   config.alt_port = 0;
-  config.tls_cert = "cert.pem";
-  EXPECT_NE(validate(config).find("TLS"), std::string::npos);
+  config.tls_cert = "cert.pem";  // without tls_key
+  EXPECT_NE(validate(config).find("--tls-key"), std::string::npos);
 }
 
 TEST(RelayConfigTest, DefaultAltPortIsListenPlusOne) {
