@@ -33,7 +33,8 @@ class ControlClient {
   // What connect() gives: a client, or one line for the user saying why not
   // ("cannot reach the relay at 127.0.0.1:4040: Connection refused", "the relay refused
   // the login: ... (bad_token)", "the relay's TLS certificate is not trusted ...") with
-  // the error (Unreachable, Rejected, ProtocolError, Disconnected, TlsRejected). A
+  // the error (Unreachable, Rejected, ProtocolError, Disconnected, TlsRejected, or
+  // io::TlsErrc::BadCredentials when --relay-ca/--relay-pin cannot be used). A
   // value, not an out-parameter: coroutines take no references.
   //
   // A wss target is verified as relay.ca_file / relay.pin say (tls_stream.h); the token

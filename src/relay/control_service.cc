@@ -33,7 +33,26 @@ struct ControlService::Connection {
   bool closing = false;
   double tokens = kMessageBurst;
   Clock::time_point last_refill = Clock::now();
+  // The first path_report counts in the metrics; later ones (a peer repeating itself)
+  // are only logged.
+  bool path_reported = false;
 };
+
+namespace {
+
+// A peer's free text goes into a key="value" log line: no quotes, backslashes or
+// control characters that could forge fields or lines.
+std::string loggable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f || c == '"' || c == '\\') ? '?' : c;
+  }
+  return out;
+}
+
+}  // namespace
 
 ControlService::ControlService(io::Executor executor, ControlServiceConfig config,
                                RelayStats& stats)
@@ -298,6 +317,19 @@ void ControlService::handle(Connection& conn, std::string_view text) {
           conn.ws->send(fire);
           it->second->ws->send(fire);
         } else if constexpr (std::is_same_v<T, control::PathReport>) {
+          if (!registry_.peer_of(conn.id)) {
+            ++stats_.bad_messages;
+            send_error(conn, control::ErrorCode::NotInSession,
+                       "path_report outside a paired session");
+            return;
+          }
+          log().info("path.report id={} outcome={} rtt_ms={} reason=\"{}\"", conn.id,
+                     control::to_string(m.outcome), m.rtt_ms ? std::to_string(*m.rtt_ms) : "-",
+                     loggable(m.reason));
+          if (conn.path_reported) {
+            return;
+          }
+          conn.path_reported = true;
           switch (m.outcome) {
             case control::PathOutcome::Direct:
               ++stats_.paths_direct;
@@ -312,9 +344,6 @@ void ControlService::handle(Connection& conn, std::string_view text) {
               ++stats_.paths_unknown;
               break;
           }
-          log().info("path.report id={} outcome={} rtt_ms={} reason=\"{}\"", conn.id,
-                     control::to_string(m.outcome), m.rtt_ms ? std::to_string(*m.rtt_ms) : "-",
-                     m.reason);
         } else if constexpr (std::is_same_v<T, control::Abort>) {
           control::PeerLeftReason reason = control::PeerLeftReason::Cancelled;
           if (m.reason == control::AbortReason::WrongCode) {

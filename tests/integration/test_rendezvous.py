@@ -78,7 +78,7 @@ class RendezvousTest(PeertunTestCase):
             self.assertIn("--p2p-attempt-timeout", p.err[0])
 
     def test_punch_messages_out_of_place_get_errors_not_crashes(self):
-        relay = self.relay()
+        relay = self.relay("--log-level", "info")
         ws = WsClient(relay.host, relay.port)
         self.addCleanup(ws.close)
         self.assertEqual(hello(ws)["type"], "welcome")
@@ -88,10 +88,36 @@ class RendezvousTest(PeertunTestCase):
         ws.send_json({"v": 1, "type": "path_report", "outcome": "direct", "reason": "",
                       "rtt_ms": -5})
         self.assertEqual(ws.recv_json()["code"], "bad_message")
+        # Outside a session a report is refused and not counted.
         ws.send_json({"v": 1, "type": "path_report", "outcome": "teleported", "reason": "x"})
+        self.assertEqual(ws.recv_json()["code"], "not_in_session")
         ws.send_json({"v": 1, "type": "create_session"})
-        self.assertEqual(ws.recv_json()["type"], "session_created")
-        self.assertEqual(relay.metrics()['path_reports_total{outcome="unknown"}'], 1)
+        created = ws.recv_json()
+        self.assertEqual(created["type"], "session_created")
+        # Paired with a second raw peer: the first report counts (an outcome from a newer
+        # peer is "unknown"), a repeat does not; a reason full of quotes and newlines
+        # cannot forge log lines.
+        b = WsClient(relay.host, relay.port)
+        self.addCleanup(b.close)
+        self.assertEqual(hello(b)["type"], "welcome")
+        b.send_json({"v": 1, "type": "join_session", "nameplate": created["nameplate"]})
+        self.assertEqual(b.recv_json()["type"], "session_joined")
+        self.assertEqual(ws.recv_json()["type"], "peer_joined")
+        for _ in range(3):
+            ws.send_json({"v": 1, "type": "path_report", "outcome": "teleported",
+                          "reason": "x\" forged=1\npath.report id=0"})
+        ws.send_json({"v": 1, "type": "punch_ready"})
+        b.send_json({"v": 1, "type": "punch_ready"})
+        self.assertEqual(ws.recv_json()["type"], "fire")
+        self.assertEqual(b.recv_json()["type"], "fire")
+        m = relay.metrics()
+        self.assertEqual(m['path_reports_total{outcome="unknown"}'], 1)
+        self.assertEqual(m["punches_fired_total"], 1)
+        relay.wait_line(r"punch\.fire", stream="err")
+        reports = [line for line in relay.err if "path.report" in line]
+        self.assertEqual(len(reports), 3, reports)  # no injected line
+        for line in reports:
+            self.assertEqual(line.count('"'), 2, line)  # the reason stays one quoted value
 
     def test_wrong_code_fails_on_both_sides_and_burns_the_nameplate(self):
         relay = self.relay()

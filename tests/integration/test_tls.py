@@ -110,6 +110,18 @@ class TlsTest(PeertunTestCase):
                           relay=f"127.0.0.1:{relay.port}")
         self.assertEqual(plain.wait_exit(), 2)
         self.assertTrue(any("wss://" in line for line in plain.err), plain.err)
+        # A pin and a CA file together would make one of them silently unused.
+        both = self.peer("--relay-pin", relay.pin, "--relay-ca", own.ca, "p2p",
+                         self.share_dir(), relay=relay)
+        self.assertEqual(both.wait_exit(), 2)
+        self.assertTrue(any("--relay-pin" in line and "--relay-ca" in line
+                            for line in both.err), both.err)
+        # An empty CA file is a settings error, not "certificate not trusted".
+        empty = os.path.join(self.tmp, "empty-ca.pem")
+        open(empty, "w").close()
+        bad_ca = self.peer("--relay-ca", empty, "p2p", self.share_dir(), relay=relay)
+        self.assertEqual(bad_ca.wait_exit(), 2)
+        self.assertTrue(any("empty-ca.pem" in line for line in bad_ca.err), bad_ca.err)
 
     def test_ws_client_against_wss_relay_gets_a_hint_and_relay_is_unharmed(self):
         relay = self.tls_relay()
