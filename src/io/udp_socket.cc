@@ -38,7 +38,15 @@ socklen_t to_sockaddr(const base::SocketAddress& a, sockaddr_storage& ss, bool v
   auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
   sin6.sin6_family = AF_INET6;
   sin6.sin6_port = htons(a.port());
-  std::memcpy(&sin6.sin6_addr, a.ip().bytes().data(), 16);
+  if (a.ip().is_v4()) {
+    // RFC 4291 §2.5.5.2: ::ffff:a.b.c.d reaches an IPv4 peer from a dual-stack socket.
+    auto* bytes = reinterpret_cast<std::uint8_t*>(&sin6.sin6_addr);
+    bytes[10] = 0xff;
+    bytes[11] = 0xff;
+    std::memcpy(bytes + 12, a.ip().bytes().data(), 4);
+  } else {
+    std::memcpy(&sin6.sin6_addr, a.ip().bytes().data(), 16);
+  }
   return sizeof(sockaddr_in6);
 }
 
@@ -73,7 +81,10 @@ base::Result<UdpSocket> UdpSocket::open(Executor executor, const base::SocketAdd
   if (local.ip().is_v4()) {
     ::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
   } else {
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    const int v6only = options.dual_stack ? 0 : 1;
+    if (::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0) {
+      return errno_code(errno);
+    }
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   }
   if (options.gro) {
@@ -92,7 +103,7 @@ base::Result<UdpSocket> UdpSocket::open(Executor executor, const base::SocketAdd
     return ec;
   }
   const bool v6 = endpoint.protocol() == asio::ip::udp::v6();
-  return UdpSocket(std::move(socket), v6);
+  return UdpSocket(std::move(socket), v6, v6 && options.dual_stack);
 }
 
 base::SocketAddress UdpSocket::local_address() const {
@@ -182,8 +193,8 @@ base::ErrorCode UdpSocket::try_send(std::span<const std::uint8_t> data,
   const bool v6_socket = v6_;
   sockaddr_storage ss;
   base::SocketAddress target = dest;
-  if (v6_socket && dest.ip().is_v4()) {
-    // A v6-only socket cannot reach IPv4 peers; let the kernel say so.
+  if (v6_socket && dest.ip().is_v4() && !dual_stack_) {
+    // A v6-only socket cannot reach IPv4 peers.
     return errno_code(EAFNOSUPPORT);
   }
   const socklen_t len = to_sockaddr(target, ss, v6_socket);
@@ -247,7 +258,7 @@ base::Result<std::size_t> UdpSocket::try_send_segments(std::span<const std::uint
     return data.size();
   }
   const bool v6_socket = v6_;
-  if (v6_socket && dest.ip().is_v4()) {
+  if (v6_socket && dest.ip().is_v4() && !dual_stack_) {
     return errno_code(EAFNOSUPPORT);
   }
   sockaddr_storage ss;

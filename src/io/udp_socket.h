@@ -65,9 +65,13 @@ class UdpSocket {
     // ReceivedDatagram::segment_size). Use a RecvBatch with max_size 65535, or coalesced
     // datagrams arrive truncated.
     bool gro = false;
+    // For an IPv6 socket: also carry IPv4 (IPV6_V6ONLY off). IPv4 peers are then given
+    // and reported as plain IPv4 addresses; the socket maps them (::ffff:a.b.c.d).
+    bool dual_stack = false;
   };
 
-  // Opens and binds. IPv6 sockets are v6-only so that a v4 socket can share the port.
+  // Opens and binds. IPv6 sockets are v6-only (so that a v4 socket can share the port)
+  // unless Options::dual_stack.
   // Errors: the bind/open errno (e.g. address_in_use, address_not_available).
   static base::Result<UdpSocket> open(Executor executor, const base::SocketAddress& local,
                                       Options options);
@@ -80,6 +84,8 @@ class UdpSocket {
 
   [[nodiscard]] base::SocketAddress local_address() const;
   [[nodiscard]] bool is_open() const { return socket_.is_open(); }
+  // True when IPv4 and IPv6 peers can both be reached (an IPv6 dual-stack socket).
+  [[nodiscard]] bool dual_stack() const { return dual_stack_; }
 
   // Waits until readable, then takes up to batch.capacity() datagrams with one
   // recvmmsg. Returns the count (>= 1), or operation_aborted after close()/cancel().
@@ -112,11 +118,13 @@ class UdpSocket {
   void close();
 
  private:
-  UdpSocket(asio::ip::udp::socket socket, bool v6) : socket_(std::move(socket)), v6_(v6) {}
+  UdpSocket(asio::ip::udp::socket socket, bool v6, bool dual_stack)
+      : socket_(std::move(socket)), v6_(v6), dual_stack_(dual_stack) {}
   asio::ip::udp::socket socket_;
   // The family, fixed at open: the send paths need it for every datagram, and asking the
   // kernel (getsockname) each time costs a syscall per send.
   bool v6_ = false;
+  bool dual_stack_ = false;  // v6_ and IPv4 peers reachable through mapped addresses
   bool gso_ = true;
 };
 
