@@ -99,6 +99,10 @@ class Printer final : public client::P2pObserver {
   void file_received(const client::TransferResult& r, const std::string& dir) override {
     transfer_event("received", r, "\u2713 Received " + r.name + " into " + dir);
   }
+  void path_moved(const base::SocketAddress& remote) override {
+    event("path_moved", {{"remote", remote.to_string()}},
+          "  Peer moved to " + remote.to_string() + "; following it");
+  }
   void path_lost(const std::string& reason) override {
     event("path_lost", {{"reason", reason}}, "\u2717 Direct path lost: " + reason);
   }

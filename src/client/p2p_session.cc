@@ -94,22 +94,18 @@ void P2pSession::stop() {
 io::Task<std::optional<Failure>> P2pSession::gather() {
   auto executor = co_await io::asio::this_coro::executor;
   const auto relay_ip = control_->relay_address().ip();
-  const base::IpAddress any =
-      relay_ip.is_v4() ? base::IpAddress::v4({0, 0, 0, 0}) : base::IpAddress::v6({});
-  auto socket = io::UdpSocket::open(executor, {any, 0});
-  if (!socket) {
-    co_return Failure{1, "cannot open a UDP socket: " + socket.error().message()};
+  socket_ = open_data_socket(executor, relay_ip);
+  if (!socket_) {
+    co_return Failure{1, "cannot open a UDP socket for the data path"};
   }
-  socket_ = std::make_shared<io::UdpSocket>(std::move(*socket));
   const std::uint16_t local_port = socket_->local_address().port();
-  std::vector<base::IpAddress> same_family;
+  std::vector<base::IpAddress> usable;
   for (const auto& ip : io::interface_addresses(relay_ip.is_loopback())) {
-    if (ip.family() == relay_ip.family()) {  // this socket speaks one family
-      same_family.push_back(ip);
+    if (socket_->dual_stack() || ip.family() == relay_ip.family()) {
+      usable.push_back(ip);
     }
   }
-  for (const auto& c :
-       traversal::host_candidates(same_family, local_port, relay_ip.is_loopback())) {
+  for (const auto& c : traversal::host_candidates(usable, local_port, relay_ip.is_loopback())) {
     if (ours_.host.size() >= kMaxHostCandidates) {
       break;
     }
@@ -143,6 +139,28 @@ io::Task<std::optional<Failure>> P2pSession::gather() {
   co_return std::nullopt;
 }
 
+std::shared_ptr<io::UdpSocket> P2pSession::open_data_socket(io::Executor executor,
+                                                            const base::IpAddress& relay_ip) {
+  // Dual-stack when the host can: the IPv6 host candidates then join the IPv4 ones
+  // (RFC 8445 gathers every family; a direct IPv6 pair needs no NAT at all). On loopback
+  // the peers meet on the relay's family only, so demos and tests stay deterministic.
+  if (!relay_ip.is_loopback()) {
+    io::UdpSocket::Options options;
+    options.dual_stack = true;
+    if (auto dual = io::UdpSocket::open(executor, {base::IpAddress::v6({}), 0}, options)) {
+      return std::make_shared<io::UdpSocket>(std::move(*dual));
+    }
+  }
+  const base::IpAddress any =
+      relay_ip.is_v4() ? base::IpAddress::v4({0, 0, 0, 0}) : base::IpAddress::v6({});
+  auto socket = io::UdpSocket::open(executor, {any, 0});
+  if (!socket) {
+    log().error("socket.open_failed error={}", socket.error().message());
+    return nullptr;
+  }
+  return std::make_shared<io::UdpSocket>(std::move(*socket));
+}
+
 void P2pSession::prepare_punch(bool is_a) {
   const char peer_role = is_a ? 'B' : 'A';
   const auto& theirs = *peer_info_;
@@ -169,6 +187,9 @@ void P2pSession::prepare_punch(bool is_a) {
   config.incoming_key = check_key_theirs_;
   config.attempt_timeout = settings_.attempt_timeout;
   const auto family = socket_->local_address().family();
+  auto reachable = [&](const base::SocketAddress& a) {
+    return socket_->dual_stack() || a.family() == family;
+  };
   for (const auto& h : ours_.host) {
     config.local.push_back(traversal::make_candidate(traversal::CandidateType::Host, h));
   }
@@ -178,11 +199,11 @@ void P2pSession::prepare_punch(bool is_a) {
   }
   const bool on_loopback = control_->relay_address().ip().is_loopback();
   for (const auto& h : theirs.host) {
-    if (h.family() == family && traversal::is_usable_remote(h, on_loopback)) {
+    if (reachable(h) && traversal::is_usable_remote(h, on_loopback)) {
       config.remote.push_back(traversal::make_candidate(traversal::CandidateType::Host, h));
     }
   }
-  if (theirs.reflexive && theirs.reflexive->family() == family &&
+  if (theirs.reflexive && reachable(*theirs.reflexive) &&
       traversal::is_usable_remote(*theirs.reflexive, on_loopback)) {
     config.remote.push_back(
         traversal::make_candidate(traversal::CandidateType::ServerReflexive, *theirs.reflexive));
@@ -208,6 +229,17 @@ void P2pSession::prepare_punch(bool is_a) {
 void P2pSession::on_punch_outcome(const PunchOutcome& outcome, bool is_a) {
   switch (outcome.state) {
     case traversal::AgentState::Connected: {
+      if (quic_ && path_) {
+        // The peer's address changed under a running tunnel: send there now. QUIC sees
+        // one stable peer and needs no re-handshake.
+        if (path_->remote() != outcome.path->remote.address) {
+          log().info("path.moved remote={}", outcome.path->remote.address.to_string());
+          path_->set_remote(outcome.path->remote.address);
+          observer_.path_moved(outcome.path->remote.address);
+        }
+        quic_->flush();
+        break;
+      }
       const auto rtt_ms = std::chrono::duration_cast<std::chrono::milliseconds>(outcome.path->rtt);
       log().info("punch.succeeded remote={} type={} rtt_ms={}",
                  outcome.path->remote.address.to_string(),
@@ -258,6 +290,13 @@ std::optional<Failure> P2pSession::make_identity() {
 void P2pSession::on_data_datagram(const io::ReceivedDatagram& datagram) {
   if (quic_) {
     quic_->receive(datagram.data, datagram.segment_size);
+    // QUIC packets from the selected address keep its consent fresh during a bulk
+    // transfer whose keepalive checks might find the send queue full. (Spoofing them
+    // needs an on-path attacker, who can also just drop our keepalives.)
+    if (punch_) {
+      punch_->note_traffic_from(
+          base::SocketAddress(datagram.source.ip().unmapped(), datagram.source.port()));
+    }
     return;
   }
   // Before the tunnel exists only the peer's first flight can arrive; keep a few, and

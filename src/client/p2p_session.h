@@ -72,6 +72,8 @@ class P2pObserver {
   virtual void punch_failed(const std::string& /*reason*/, bool /*known_impossible*/) {}
   // The direct path stopped answering after it was up.
   virtual void path_lost(const std::string& /*reason*/) {}
+  // The peer's address changed (its NAT rebound) and the path followed it.
+  virtual void path_moved(const base::SocketAddress& /*remote*/) {}
   // QUIC is up on the direct path, the peer's certificate matched its fingerprint.
   virtual void quic_connected(char /*peer_role*/) {}
   virtual void file_sent(const TransferResult& /*result*/) {}
@@ -109,6 +111,10 @@ class P2pSession {
   // checks and tell the relay we are ready (or report the impossible path at once).
   void prepare_punch(bool is_a);
   void on_punch_outcome(const PunchOutcome& outcome, bool is_a);
+  // Dual-stack IPv6 when possible (so IPv6 host candidates exist), else the relay's
+  // family. nullptr when no socket can be opened.
+  static std::shared_ptr<io::UdpSocket> open_data_socket(io::Executor executor,
+                                                         const base::IpAddress& relay_ip);
   // This session's ephemeral QUIC certificate; its fingerprint goes into ours_.
   std::optional<Failure> make_identity();
   // A datagram on the data socket that is not a connectivity check: QUIC's.

@@ -74,8 +74,16 @@ void PunchDriver::flush() {
     }
   }
   const auto state = agent_.state();
-  if (state != reported_ && state != traversal::AgentState::Checking) {
+  std::optional<base::SocketAddress> remote;
+  if (agent_.selected()) {
+    remote = agent_.selected()->remote.address;
+  }
+  // A path that moved (the peer's NAT rebound) is reported like a new selection.
+  const bool moved = state == traversal::AgentState::Connected &&
+                     reported_ == traversal::AgentState::Connected && remote != reported_remote_;
+  if ((state != reported_ && state != traversal::AgentState::Checking) || moved) {
     reported_ = state;
+    reported_remote_ = remote;
     // A copy: the handler may call stop(), which clears the member while it runs.
     if (auto handler = on_outcome_) {
       handler(PunchOutcome{state, agent_.selected(), agent_.failure_reason(),

@@ -1,7 +1,8 @@
 #pragma once
 // Drives a traversal::PunchAgent over the session's UDP socket: reads the socket, feeds
 // STUN checks to the agent, sends what it asks for, runs its timers, and reports when
-// the attempt ends (a selected path, a failure, later a lost path).
+// the attempt ends (a selected path, a failure), when the path moves (Connected again,
+// with a new remote: the peer's NAT rebound) and when it is lost.
 //
 // The driver is the socket's only reader once started; datagrams that are not the
 // agent's (the QUIC data plane's, in a later version) go to `unclaimed`.
@@ -48,6 +49,12 @@ class PunchDriver : public std::enable_shared_from_this<PunchDriver> {
   // Ends both loops; no handler runs after this.
   void stop();
 
+  // Authenticated traffic of the data plane (QUIC) came from `from`: consent for the
+  // selected path (PunchAgent::note_traffic_from).
+  void note_traffic_from(const base::SocketAddress& from) {
+    agent_.note_traffic_from(from, traversal::Clock::now());
+  }
+
   [[nodiscard]] const traversal::PunchAgent& agent() const { return agent_; }
 
   PunchDriver(io::Executor executor, std::shared_ptr<io::UdpSocket> socket,
@@ -67,6 +74,7 @@ class PunchDriver : public std::enable_shared_from_this<PunchDriver> {
   Unclaimed unclaimed_;
   BatchEnd batch_end_;
   traversal::AgentState reported_ = traversal::AgentState::Idle;
+  std::optional<base::SocketAddress> reported_remote_;
   bool stopped_ = false;
 };
 

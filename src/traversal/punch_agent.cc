@@ -57,6 +57,11 @@ PunchAgent::PunchAgent(AgentConfig config, RandomSource random)
 }
 
 std::size_t PunchAgent::add_pair(const Candidate& remote) {
+  pairs_.push_back(new_pair(remote));
+  return pairs_.size() - 1;
+}
+
+PunchAgent::Pair PunchAgent::new_pair(const Candidate& remote) const {
   // Our best local candidate of the same family stands for "the local side": one socket
   // serves every pair, so only the priority depends on it.
   std::uint32_t local = peer_reflexive_priority_;
@@ -70,8 +75,7 @@ std::size_t PunchAgent::add_pair(const Candidate& remote) {
   pair.remote = remote;
   pair.priority =
       controlling ? pair_priority(local, remote.priority) : pair_priority(remote.priority, local);
-  pairs_.push_back(pair);
-  return pairs_.size() - 1;
+  return pair;
 }
 
 std::optional<std::size_t> PunchAgent::find_pair(const base::SocketAddress& address) const {
@@ -162,18 +166,27 @@ void PunchAgent::on_request(const base::SocketAddress& from, const stun::Message
   answer.add_xor_address(stun::attr::kXorMappedAddress, from);
   answers_.push_back(Transmit{from, std::move(answer).finish(config_.incoming_key)});
 
+  std::optional<std::uint32_t> claimed_priority;
+  if (auto p = message.find(stun::attr::kPriority)) {
+    if (auto v = stun::decode_u32(*p)) {
+      claimed_priority = *v;
+    }
+  }
+  if (state_ == AgentState::Connected || state_ == AgentState::PathLost) {
+    // After selection a check from elsewhere means the peer's address changed.
+    if (!selected_ || selected_->remote.address != from) {
+      probe(from, claimed_priority, now);
+    }
+    return;
+  }
   auto index = find_pair(from);
   if (!index) {
     // RFC 8445 §7.3.1.3: a peer-reflexive candidate, prioritised by the peer's PRIORITY.
     if (peer_reflexive_count_ >= kMaxPeerReflexive || pairs_.size() >= kMaxRemoteCandidates) {
       return;
     }
-    std::uint32_t priority = candidate_priority(CandidateType::PeerReflexive, from);
-    if (auto p = message.find(stun::attr::kPriority)) {
-      if (auto v = stun::decode_u32(*p)) {
-        priority = *v;
-      }
-    }
+    const std::uint32_t priority =
+        claimed_priority.value_or(candidate_priority(CandidateType::PeerReflexive, from));
     ++peer_reflexive_count_;
     index = add_pair(Candidate{CandidateType::PeerReflexive, from, priority});
     pairs_[*index].next_check = now;
@@ -215,8 +228,8 @@ bool PunchAgent::on_answer(const base::SocketAddress& from, const stun::MessageV
   }
   ++stats_.answers_received;
   if (message.message_class() != stun::MessageClass::SuccessResponse ||
-      state_ == AgentState::Failed || state_ == AgentState::PathLost) {
-    return true;  // an error only comes from a broken peer; after the end, nothing counts
+      state_ == AgentState::Failed) {
+    return true;  // an error only comes from a broken peer; after failing, nothing counts
   }
   if (auto mapped = message.find(stun::attr::kXorMappedAddress)) {
     if (auto address = stun::decode_xor_address(*mapped, message.transaction_id())) {
@@ -235,6 +248,23 @@ bool PunchAgent::on_answer(const base::SocketAddress& from, const stun::MessageV
     last_consent_ = now;
     selected_->rtt = *pair.rtt;
     selected_->seen_by_peer = seen_by_peer_;
+    if (state_ == AgentState::PathLost) {
+      state_ = AgentState::Connected;  // it answers again
+    }
+    return true;
+  }
+  if (selected_pair_ && (state_ == AgentState::Connected || state_ == AgentState::PathLost)) {
+    // The peer answered, with our key, from a new address. Move there when it is at least
+    // as good as the current path (a rebound NAT's fresh mapping is peer-reflexive, which
+    // ranks with or above the server-reflexive pair it replaces), or when the current
+    // path has gone quiet. Not when a worse path merely answers too (a hairpin route
+    // next to the LAN pair). QUIC above does not notice the move.
+    const bool as_good = pair.priority >= pairs_[*selected_pair_].priority;
+    const bool current_quiet = now - last_consent_ >= kQuietPath;
+    if (as_good || current_quiet || state_ == AgentState::PathLost) {
+      ++migrations_;
+      select(tx.pair, now);
+    }
     return true;
   }
   if (selected_pair_ || state_ != AgentState::Checking) {
@@ -385,8 +415,15 @@ std::optional<Transmit> PunchAgent::poll_transmit(TimePoint now) {
     answers_.pop_front();
     return t;
   }
-  if (state_ == AgentState::Connected) {
-    if (now >= next_keepalive_ && selected_pair_) {
+  if (state_ == AgentState::Connected || state_ == AgentState::PathLost) {
+    for (std::size_t i = 0; i < pairs_.size(); ++i) {
+      if (pairs_[i].probe_due) {
+        pairs_[i].probe_due = false;
+        pairs_[i].last_probe = now;
+        return make_check(i, false, now);
+      }
+    }
+    if (state_ == AgentState::Connected && now >= next_keepalive_ && selected_pair_) {
       next_keepalive_ = now + config_.keepalive_interval;
       return make_check(*selected_pair_, false, now);
     }
@@ -421,9 +458,17 @@ std::optional<TimePoint> PunchAgent::next_deadline() const {
     case AgentState::Idle:
       return fire_deadline_;
     case AgentState::Failed:
-    case AgentState::PathLost:
       return std::nullopt;
+    case AgentState::PathLost:
     case AgentState::Connected:
+      for (const auto& p : pairs_) {
+        if (p.probe_due) {
+          return TimePoint::min();
+        }
+      }
+      if (state_ == AgentState::PathLost) {
+        return std::nullopt;
+      }
       return std::min(next_keepalive_, last_consent_ + kConsentTimeout);
     case AgentState::Checking:
       break;
@@ -447,8 +492,52 @@ std::optional<TimePoint> PunchAgent::next_deadline() const {
 }
 
 void PunchAgent::note_traffic_from(const base::SocketAddress& from, TimePoint now) {
-  if (selected_ && selected_->remote.address == from && state_ == AgentState::Connected) {
-    last_consent_ = now;
+  if (!selected_ || (state_ != AgentState::Connected && state_ != AgentState::PathLost)) {
+    return;
+  }
+  if (selected_->remote.address == from) {
+    if (state_ == AgentState::Connected) {
+      last_consent_ = now;
+    }
+    return;
+  }
+  probe(from, std::nullopt, now);
+}
+
+void PunchAgent::probe(const base::SocketAddress& from, std::optional<std::uint32_t> priority,
+                       TimePoint now) {
+  auto index = find_pair(from);
+  if (!index) {
+    const Candidate candidate{
+        CandidateType::PeerReflexive, from,
+        priority.value_or(candidate_priority(CandidateType::PeerReflexive, from))};
+    if (pairs_.size() < kMaxRemoteCandidates) {
+      index = add_pair(candidate);
+    } else {
+      // Full (someone sprays spoofed sources): reuse the stalest never-proven
+      // peer-reflexive slot, so strangers cannot lock a real move out. A late answer to
+      // the evicted address then comes from the wrong place and is rejected.
+      std::optional<std::size_t> victim;
+      for (std::size_t i = 0; i < pairs_.size(); ++i) {
+        const auto& p = pairs_[i];
+        if (i == selected_pair_ || p.state == PairState::Succeeded ||
+            p.remote.type != CandidateType::PeerReflexive) {
+          continue;
+        }
+        if (!victim || p.last_probe < pairs_[*victim].last_probe) {
+          victim = i;
+        }
+      }
+      if (!victim) {
+        return;
+      }
+      pairs_[*victim] = new_pair(candidate);
+      index = victim;
+    }
+  }
+  auto& pair = pairs_[*index];
+  if (!pair.last_probe || now - *pair.last_probe >= kMigrationProbeInterval) {
+    pair.probe_due = true;
   }
 }
 

@@ -60,10 +60,18 @@ inline constexpr auto kDefaultAttemptTimeout = std::chrono::seconds(8);
 // before nominating, unless the best possible pair answers first.
 inline constexpr auto kNominationDelay = std::chrono::milliseconds(150);
 // Keepalive on the selected path. Common NATs drop idle UDP mappings after 30 s (some
-// after 20 s); 10 s stays well inside.
-inline constexpr auto kKeepaliveInterval = std::chrono::seconds(10);
+// after 20 s); 5 s stays well inside, and RFC 7675 §5.1 checks consent about as often,
+// so a lost keepalive or two never costs the path.
+inline constexpr auto kKeepaliveInterval = std::chrono::seconds(5);
 // RFC 7675 §5.1: consent expires 30 s after the last authenticated answer.
 inline constexpr auto kConsentTimeout = std::chrono::seconds(30);
+// Once connected, traffic from a new address of the peer's (its NAT rebound) gets an
+// authenticated check at most this often per address; an answer moves the path there.
+inline constexpr auto kMigrationProbeInterval = std::chrono::milliseconds(250);
+// A selected path with no authenticated answer or data-plane traffic for this long may
+// be replaced by a worse one that answers (well under the 5 s keepalive cycle, since a
+// busy tunnel refreshes it with every packet).
+inline constexpr auto kQuietPath = std::chrono::seconds(2);
 // Both peers said they were ready; the relay fires at once. Waiting longer than this
 // means it never will (a broken or hostile relay): fail instead of hanging.
 inline constexpr auto kDefaultFireTimeout = std::chrono::seconds(20);
@@ -137,8 +145,14 @@ class PunchAgent {
   // Feeds one datagram that arrived from `from`. Never throws on any input.
   Disposition on_datagram(const base::SocketAddress& from, wire::ByteView datagram, TimePoint now);
 
-  // The path layer heard authenticated traffic (QUIC) from `from`: it counts as consent.
+  // The path layer heard data-plane traffic (QUIC) from `from`. From the selected
+  // address it counts as consent; from another one (the peer's NAT rebound, or the peer
+  // moved networks) it triggers an authenticated check there, and an answer moves the
+  // selected path to it (selected() changes, the state stays or becomes Connected).
   void note_traffic_from(const base::SocketAddress& from, TimePoint now);
+
+  // How often the selected path moved after the first selection.
+  [[nodiscard]] std::uint64_t migrations() const { return migrations_; }
 
   // The next datagram to send now, if any. Also advances timeouts, so call it whenever
   // next_deadline() passes or a datagram was fed; loop until it returns nullopt.
@@ -169,6 +183,8 @@ class PunchAgent {
     bool inbound = false;    // a valid check of the peer's arrived on it
     bool triggered = false;  // RFC 8445 §7.3.1.4: check it before the ordinary ones
     unsigned checks = 0;     // sent on this pair so far
+    bool probe_due = false;  // connected: check it once (a possible new path)
+    std::optional<TimePoint> last_probe;
     std::optional<Clock::duration> rtt;
   };
   struct Outstanding {
@@ -179,6 +195,7 @@ class PunchAgent {
   };
 
   std::size_t add_pair(const Candidate& remote);
+  [[nodiscard]] Pair new_pair(const Candidate& remote) const;
   std::optional<std::size_t> find_pair(const base::SocketAddress& address) const;
   void on_request(const base::SocketAddress& from, const stun::MessageView& message, TimePoint now);
   // False when the answer is not valid (wrong source or integrity): the transaction
@@ -188,6 +205,8 @@ class PunchAgent {
   [[nodiscard]] Clock::duration retransmit_interval(const Pair& pair) const;
   void advance(TimePoint now);
   void select(std::size_t pair, TimePoint now);
+  // Connected (or lost): schedule one check towards a new address of the peer's.
+  void probe(const base::SocketAddress& from, std::optional<std::uint32_t> priority, TimePoint now);
   void note_both_ways(const Pair& pair, TimePoint now);
   [[nodiscard]] Transmit make_check(std::size_t pair, bool use_candidate, TimePoint now);
   [[nodiscard]] std::optional<std::size_t> best_valid_pair() const;
@@ -215,6 +234,7 @@ class PunchAgent {
   TimePoint last_consent_{};
   TimePoint next_keepalive_{};
   std::string failure_reason_;
+  std::uint64_t migrations_ = 0;
   AgentStats stats_;
 };
 

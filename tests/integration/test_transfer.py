@@ -3,6 +3,8 @@ loopback. Byte-exact (SHA-256), refusals are clear on both sides, nothing partia
 """
 import hashlib
 import os
+import random
+import socket
 import sys
 import time
 import unittest
@@ -101,6 +103,35 @@ class TransferTest(PeertunTestCase):
                       os.path.join(self.tmp, "nodir"), relay=relay)
         self.assertEqual(p.wait_exit(), 2)
         self.assertIn("cannot receive into", p.err[0])
+
+    def test_garbage_sprayed_at_both_data_sockets_does_no_harm(self):
+        relay = self.relay()
+        src = self.make_file("payload.bin", SIZE)
+        dest = os.path.join(self.tmp, "inbox")
+        os.makedirs(dest)
+        a, b = self.pair(relay, src, dest)
+        a_addr = b.wait_event("punch", timeout=20)["remote"]
+        b_addr = a.wait_event("punch", timeout=20)["remote"]
+        a.wait_event("quic", timeout=20)
+        rng = random.Random(7)
+        sprayer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sprayer.close)
+        stun_cookie = bytes([0x21, 0x12, 0xA4, 0x42])
+        for i in range(3000):
+            kind = i % 4
+            n = rng.randrange(1, 1400)
+            body = bytes(rng.getrandbits(8) for _ in range(n))
+            if kind == 1:  # looks like STUN: type, length, cookie, junk
+                body = bytes([0, 1, 0, 8]) + stun_cookie + body[:20]
+            elif kind == 2:  # looks like a QUIC short header
+                body = bytes([0x40 | (body[0] & 0x3f)]) + body[1:]
+            elif kind == 3:  # looks like a QUIC long header (Initial)
+                body = bytes([0xc0, 0, 0, 0, 1]) + body[5:]
+            host, port = (a_addr if i % 2 else b_addr).rsplit(":", 1)
+            sprayer.sendto(body, (host, int(port)))
+        got = b.wait_event("transfer", timeout=120)
+        self.assertEqual(got["sha256"], sha256_of(src))
+        self.assertEqual(b.wait_exit(timeout=20), 0)
 
     def test_sender_vanishing_mid_transfer_leaves_no_partial_file(self):
         relay = self.relay()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The direct QUIC data path through the lab's NATs: 1 GiB pushed from A to B after the
-punch arrives byte-exact (SHA-256), on clean links and at 50 ms RTT with 1% loss, and
-the relay's UDP port sees none of it. Needs root; exits 77 (ctest's skip code) when the
+punch arrives byte-exact (SHA-256), on clean links, at 50 ms RTT with 1% loss, and across
+a NAT rebinding forced mid-transfer; the relay's UDP port sees none of it. Needs root; exits 77 (ctest's skip code) when the
 lab cannot run here.
 
     sudo PEERTUN_BUILD_DIR=build/release python3 tests/natlab/test_transfer_lab.py -v
@@ -64,7 +64,7 @@ class TransferLab(unittest.TestCase):
         self.procs.append(proc)
         return proc
 
-    def push(self, **lab_options):
+    def push(self, rebind_side=None, **lab_options):
         inbox = tempfile.mkdtemp(prefix="inbox-", dir=self.tmp)
         try:
             with lab.Lab("port-restricted", "restricted", **lab_options) as l:
@@ -85,6 +85,18 @@ class TransferLab(unittest.TestCase):
                 b.wait_event("quic", timeout=STEP_TIMEOUT_S)
                 # From here on the relay must see nothing on its UDP port.
                 udp_before = fetch_metrics(l)["stun_received_total"]
+                if rebind_side:
+                    # Mid-transfer, that side's NAT forgets every mapping and hands out
+                    # new ports: the other side must follow without QUIC noticing.
+                    target = os.path.join(inbox, "one-gib.bin")
+                    deadline = time.monotonic() + TRANSFER_TIMEOUT_S
+                    while (not os.path.exists(target) or
+                           os.path.getsize(target) < SIZE // 8):
+                        self.assertLess(time.monotonic(), deadline, "no bytes arrived")
+                        time.sleep(0.05)
+                    l.rebind(rebind_side)
+                    follower = b if rebind_side == "a" else a
+                    follower.wait_event("path_moved", timeout=STEP_TIMEOUT_S)
                 got = b.wait_event("transfer", timeout=TRANSFER_TIMEOUT_S)
                 sent = a.wait_event("transfer", timeout=STEP_TIMEOUT_S)
                 udp_after = fetch_metrics(l)["stun_received_total"]
@@ -105,6 +117,10 @@ class TransferLab(unittest.TestCase):
     def test_one_gib_on_clean_links(self):
         got = self.push()
         print(f"\n  clean: {got['mb_per_s']:.1f} MB/s", file=sys.stderr)
+
+    def test_one_gib_across_a_nat_rebinding(self):
+        got = self.push(rebind_side="a")
+        print(f"\n  rebinding A's NAT mid-transfer: {got['mb_per_s']:.1f} MB/s", file=sys.stderr)
 
     def test_one_gib_at_50ms_rtt_and_1pct_loss(self):
         if not lab.default_delay_line():

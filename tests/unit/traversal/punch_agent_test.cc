@@ -573,6 +573,63 @@ TEST(PunchAgent, KeepalivesHoldThePathAndItsLossIsDetected) {
   EXPECT_EQ(out.b, AgentState::PathLost);
 }
 
+TEST(PunchAgent, APeerWhoseNatRebindsIsFollowedToItsNewAddress) {
+  // Connected A <-> B; then B's NAT forgets its mapping and gives B a new public port.
+  // B's traffic (QUIC, keepalives) now arrives from the new address; A checks it with the
+  // PAKE key and moves the path there when B answers.
+  Punch punch(on_internet("198.51.100.7:5000"), behind(kFull, "192.168.2.10:6000", "192.0.2.1"));
+  punch.keep_running();
+  auto out = punch.run(0ms, 0ms, 2s);
+  ASSERT_EQ(out.a, AgentState::Connected);
+  const auto old_address = out.a_path->remote.address;
+  punch.net().rebind_all();
+  out = punch.run(0ms, 0ms, 20s);  // B's keepalives come from the new mapping
+  EXPECT_EQ(out.a, AgentState::Connected);
+  ASSERT_TRUE(out.a_path);
+  EXPECT_NE(out.a_path->remote.address, old_address);
+  EXPECT_EQ(out.a_path->remote.address.ip(), old_address.ip());
+  EXPECT_EQ(punch.a().migrations(), 1U);
+}
+
+TEST(PunchAgent, SpoofedSourcesCannotLockOutARealMove) {
+  Punch punch(on_internet("198.51.100.7:5000"), behind(kFull, "192.168.2.10:6000", "192.0.2.1"));
+  punch.keep_running();
+  auto out = punch.run(0ms, 0ms, 2s);
+  ASSERT_EQ(out.a, AgentState::Connected);
+  // Far more spoofed sources than there are pair slots.
+  for (int i = 0; i < 100; ++i) {
+    const TimePoint t = TimePoint{} + 2s;  // the clock of the run above
+    punch.a().note_traffic_from(
+        base::SocketAddress(base::IpAddress::v4({203, 0, 113, static_cast<std::uint8_t>(i)}), 7000),
+        t);
+    while (punch.a().poll_transmit(t)) {
+    }
+  }
+  punch.net().rebind_all();
+  out = punch.run(0ms, 0ms, 20s);
+  EXPECT_EQ(out.a, AgentState::Connected);
+  EXPECT_EQ(punch.a().migrations(), 1U);
+  EXPECT_EQ(out.a_path->remote.address.ip(), *base::IpAddress::parse("192.0.2.1"));
+}
+
+TEST(PunchAgent, TrafficFromAStrangerDoesNotMoveThePath) {
+  Punch punch(on_internet("198.51.100.7:5000"), on_internet("192.0.2.9:6000"));
+  punch.keep_running();
+  auto out = punch.run(0ms, 0ms, 2s);
+  ASSERT_EQ(out.a, AgentState::Connected);
+  // Spoofed QUIC-looking traffic from elsewhere triggers one check there, which nobody
+  // with the key answers: the path stays.
+  const TimePoint t = TimePoint{} + 3s;
+  punch.a().note_traffic_from(addr("203.0.113.66:4444"), t);
+  auto probe = punch.a().poll_transmit(t);
+  ASSERT_TRUE(probe);
+  EXPECT_EQ(probe->destination, addr("203.0.113.66:4444"));
+  punch.a().note_traffic_from(addr("203.0.113.66:4444"), t + 1ms);  // rate-limited
+  EXPECT_FALSE(punch.a().poll_transmit(t + 1ms));
+  EXPECT_EQ(punch.a().selected()->remote.address, addr("192.0.2.9:6000"));
+  EXPECT_EQ(punch.a().migrations(), 0U);
+}
+
 TEST(PunchAgent, HostCandidatesSkipLinkLocalAndUnspecified) {
   const auto cands = host_candidates(
       {*base::IpAddress::parse("192.168.1.10"), *base::IpAddress::parse("fe80::1"),

@@ -70,6 +70,15 @@ class Network {
   void set_one_way_delay(std::chrono::milliseconds d) { delay_ = d; }
   void set_loss_percent(int percent) { loss_percent_ = percent; }
   void set_cut(bool cut) { cut_ = cut; }
+  // Every NAT forgets its mappings (a reboot, a conntrack flush): the next packet out
+  // gets a new external port.
+  void rebind_all() {
+    for (auto& nat : nats_) {
+      nat.mappings.clear();
+      nat.by_port.clear();
+      nat.next_port = static_cast<std::uint16_t>(nat.next_port + 1000);
+    }
+  }
   // Datagrams handed to a host so far.
   std::uint64_t delivered() const { return delivered_; }
 
