@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "wire/bytes.h"
 
 namespace peertun::io {
 namespace {
@@ -59,46 +60,22 @@ constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
 
 spdlog::logger& log() { return base::logger("io.tls"); }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 bool parse_pin(std::string_view text, std::array<unsigned char, kPinBytes>& out) {
   if (!text.starts_with(kPinPrefix)) {
     return false;
   }
   text.remove_prefix(std::strlen(kPinPrefix));
-  if (text.size() != 2 * kPinBytes) {
+  // Exactly 64 digits: from_hex alone would also skip whitespace.
+  auto bytes = text.size() == 2 * kPinBytes ? wire::from_hex(text) : std::nullopt;
+  if (!bytes || bytes->size() != kPinBytes) {
     return false;
   }
-  for (std::size_t i = 0; i < kPinBytes; ++i) {
-    const int hi = hex_value(text[2 * i]);
-    const int lo = hex_value(text[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      return false;
-    }
-    out[i] = static_cast<unsigned char>(hi * 16 + lo);
-  }
+  std::copy(bytes->begin(), bytes->end(), out.begin());
   return true;
 }
 
 std::string format_pin(const unsigned char* bytes, std::size_t size) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string pin = kPinPrefix;
-  for (std::size_t i = 0; i < size; ++i) {
-    pin += kHex[bytes[i] >> 4];
-    pin += kHex[bytes[i] & 0xf];
-  }
-  return pin;
+  return kPinPrefix + wire::to_hex({bytes, size});
 }
 
 // SHA-256 of a DER certificate's SubjectPublicKeyInfo: stays the same when a

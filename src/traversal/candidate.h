@@ -2,8 +2,10 @@
 // ICE-style candidates (RFC 8445 §5.1) and the order in which pairs are tried.
 //
 // peertun has one UDP socket per session, so a pair is identified by its remote
-// candidate alone; the local side only matters for the order (both peers compute the
-// same pair priority, RFC 8445 §6.1.2.3). Sans-I/O, any thread.
+// candidate alone; the local side only matters for the order. Each peer ranks a pair
+// with its own best local candidate of that family, so the two sides' numbers can
+// differ; that is harmless because only peer A nominates (RFC 8445 §6.1.2.3's formula,
+// without its cross-peer agreement). Sans-I/O, any thread.
 
 #include <cstdint>
 #include <string_view>

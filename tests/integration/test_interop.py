@@ -82,8 +82,10 @@ class CoturnClientsAgainstOurRelay(PeertunTestCase):
         self.assertIn(f"Response origin: : 127.0.0.1:{relay.alt_port}", out)
 
 
-@unittest.skipUnless(shutil.which("turnserver"), "coturn is not installed")
-class OurClientAgainstCoturn(PeertunTestCase):
+class CoturnTestCase(PeertunTestCase):
+    """Runs coturn on 127.0.0.1 and 127.0.0.2 (RFC 5780 needs two addresses) for each
+    test: self.port is its port, stopped by PID afterwards."""
+
     def setUp(self):
         super().setUp()
         self.port = free_port_pair()
@@ -120,6 +122,9 @@ class OurClientAgainstCoturn(PeertunTestCase):
         shutil.rmtree(self.work, ignore_errors=True)
         super().tearDown()
 
+
+@unittest.skipUnless(shutil.which("turnserver"), "coturn is not installed")
+class OurClientAgainstCoturn(CoturnTestCase):
     def test_debug_stun_agrees_with_coturns_own_client(self):
         rc, ref = run(["turnutils_stunclient", "-p", str(self.port), "127.0.0.1"], 15)
         self.assertEqual(rc, 0, ref)

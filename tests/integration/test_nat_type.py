@@ -9,10 +9,7 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
@@ -151,41 +148,7 @@ class NatTypeAgainstOurRelay(PeertunTestCase):
 
 @unittest.skipUnless(shutil.which("turnserver") and shutil.which("turnutils_natdiscovery"),
                      "coturn is not installed")
-class NatTypeAgainstCoturn(PeertunTestCase):
-    def setUp(self):
-        super().setUp()
-        self.port = interop.free_port_pair()
-        self.work = tempfile.mkdtemp(prefix="coturn-")
-        args = ["turnserver", "-n", "--no-tls", "--no-dtls", "--no-cli",
-                "-p", str(self.port), "-L", "127.0.0.1", "-L", "127.0.0.2", "-E", "127.0.0.1",
-                "--min-port", "49152", "--max-port", "49999", "-a", "-u", "test:testpass",
-                "-r", "interop.test", "-f", "--allow-loopback-peers",
-                "-b", os.path.join(self.work, "turndb.sqlite"),
-                "--pidfile", os.path.join(self.work, "coturn.pid"),
-                "--log-file", os.path.join(self.work, "coturn.log"), "--simple-log",
-                "--no-stdout-log"]
-        self.coturn = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            rc, _ = interop.run(["turnutils_stunclient", "-p", str(self.port), "127.0.0.1"], 3)
-            if rc == 0:
-                break
-            time.sleep(0.2)
-        else:
-            self.fail("coturn did not start")
-
-    def tearDown(self):
-        if self.coturn.poll() is None:
-            self.coturn.terminate()
-            try:
-                self.coturn.wait(5)
-            except subprocess.TimeoutExpired:
-                self.coturn.kill()
-                self.coturn.wait(5)
-        shutil.rmtree(self.work, ignore_errors=True)
-        super().tearDown()
-
+class NatTypeAgainstCoturn(interop.CoturnTestCase):
     def test_our_verdict_agrees_with_turnutils_natdiscovery(self):
         rc, ref = interop.run(["turnutils_natdiscovery", "-m", "-f", "-p", str(self.port),
                                "127.0.0.1"], 30)

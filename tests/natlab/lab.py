@@ -173,6 +173,19 @@ def available():
     return True, ""
 
 
+def unittest_main():
+    """The __main__ of a lab test file: exits 77 (ctest's skip code) with the reason when
+    the lab cannot run here, else clears stale labs and runs the file's unittest tests."""
+    import unittest
+
+    ok, why = available()
+    if not ok:
+        print(f"natlab: skipped: {why}")
+        sys.exit(77)
+    cleanup_stale()
+    unittest.main(module="__main__")
+
+
 def default_delay_line():
     """The natlab_delay_line binary: $PEERTUN_NATLAB_DELAY_LINE, else the build dir."""
     path = os.environ.get("PEERTUN_NATLAB_DELAY_LINE", "")

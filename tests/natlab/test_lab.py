@@ -459,8 +459,4 @@ class LifecycleTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ok, why = lab.available()
-    if not ok:
-        print(f"natlab: skipped: {why}")
-        sys.exit(77)
-    unittest.main()
+    lab.unittest_main()

@@ -226,9 +226,4 @@ for _test, _kind, _hairpin, _m, _f, _name, _hp in CELLS:
 
 
 if __name__ == "__main__":
-    ok, why = lab.available()
-    if not ok:
-        print(f"natlab: {why}; skipping")
-        sys.exit(77)
-    lab.cleanup_stale()
-    unittest.main()
+    lab.unittest_main()

@@ -216,9 +216,4 @@ class PunchLabExtras(PunchLabBase):
 
 
 if __name__ == "__main__":
-    ok, why = lab.available()
-    if not ok:
-        print(f"natlab: {why}; skipping")
-        sys.exit(77)
-    lab.cleanup_stale()
-    unittest.main()
+    lab.unittest_main()

@@ -132,9 +132,4 @@ class TransferLab(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ok, why = lab.available()
-    if not ok:
-        print(f"natlab: {why}; skipping")
-        sys.exit(77)
-    lab.cleanup_stale()
-    unittest.main()
+    lab.unittest_main()

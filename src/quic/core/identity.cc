@@ -8,6 +8,7 @@
 
 #include "base/random.h"
 #include "quic/core/errc.h"
+#include "wire/bytes.h"
 
 namespace peertun::quic {
 namespace {
@@ -16,19 +17,6 @@ namespace {
 // CA or a clock, so its validity window just has to look sane to GnuTLS.
 constexpr auto kCertificateLifetime = std::chrono::hours(24 * 30);
 constexpr auto kClockSkewAllowance = std::chrono::hours(1);
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
 
 // Owns the GnuTLS objects while the certificate is built; frees them on every path.
 struct Builder {
@@ -58,30 +46,16 @@ Fingerprint Fingerprint::of_der(std::span<const std::uint8_t> der) {
 
 base::Result<Fingerprint> Fingerprint::parse(std::string_view hex) {
   Fingerprint fp;
-  if (hex.size() != fp.bytes.size() * 2) {
+  // Exactly 64 digits: from_hex alone would also skip whitespace.
+  auto bytes = hex.size() == fp.bytes.size() * 2 ? wire::from_hex(hex) : std::nullopt;
+  if (!bytes || bytes->size() != fp.bytes.size()) {
     return make_error_code(Errc::BadFingerprint);
   }
-  for (std::size_t i = 0; i < fp.bytes.size(); ++i) {
-    const int hi = hex_value(hex[2 * i]);
-    const int lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      return make_error_code(Errc::BadFingerprint);
-    }
-    fp.bytes[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-  }
+  std::copy(bytes->begin(), bytes->end(), fp.bytes.begin());
   return fp;
 }
 
-std::string Fingerprint::to_hex() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (auto b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0x0f]);
-  }
-  return out;
-}
+std::string Fingerprint::to_hex() const { return wire::to_hex(bytes); }
 
 base::Result<std::shared_ptr<const Identity>> Identity::generate() {
   const auto failed = make_error_code(Errc::IdentityFailed);
