@@ -47,6 +47,17 @@ LANS = {"a": "192.168.1", "b": "192.168.2"}
 # cgnat: the subscriber link between the home NAT and the carrier NAT (RFC 6598 space).
 CARRIER_LANS = {"a": "100.64.1", "b": "100.64.2"}
 
+# IPv6 (Lab(ipv6=True) only), all in the documentation prefix 2001:db8::/32, every
+# subnet a /64. Routed end to end: no NAT66; the NAT boxes only filter (see _nat6_rules).
+RELAY_IPS6 = ("2001:db8:0:1::10", "2001:db8:0:1::11")
+RELAY_GW6 = "2001:db8:0:1::1"
+LINKS6 = {
+    "a": {"inet": "2001:db8:1::1", "wan": "2001:db8:1::2"},
+    "b": {"inet": "2001:db8:2::1", "wan": "2001:db8:2::2"},
+}
+LANS6 = {"a": "2001:db8:a::", "b": "2001:db8:b::"}
+CARRIER_LANS6 = {"a": "2001:db8:ca::", "b": "2001:db8:cb::"}
+
 # What each NAT type is made of: (mapping, filtering) of each NAT box, innermost first.
 # eim = endpoint-independent mapping, apdm = address-and-port-dependent mapping;
 # eif / adf / apdf = endpoint-independent / address-dependent / address-and-port-
@@ -252,10 +263,13 @@ class Lab:
     loss_pct: chance in percent (integer, 0..100) that a packet is dropped, per direction
         and per WAN link; a number or a per-side dict.
     rate_mbit: optional token-bucket rate limit on each direction of a WAN link.
+    ipv6: also route IPv6 (2001:db8::/32): the relay gets relay_ips6, each peer a global
+        address (host_ip6) routed through its NAT boxes without translation; the home NAT
+        filters inbound IPv6 statefully (full-cone: not at all). Off: IPv6 is disabled.
     """
 
     def __init__(self, a="port-restricted", b=None, *, hairpin=False, delay_ms=0, loss_pct=0,
-                 rate_mbit=None, delay_line=None):
+                 rate_mbit=None, delay_line=None, ipv6=False):
         b = a if b is None else b
         for side, kind in (("a", a), ("b", b)):
             if kind not in NAT_TYPES:
@@ -283,6 +297,10 @@ class Lab:
         self.prefix = f"{PREFIX}{os.getpid()}-{secrets.token_hex(2)}-"
         self.relay_ips = RELAY_IPS
         self.relay_ip = RELAY_IPS[0]
+        self.ipv6 = bool(ipv6)
+        self.relay_ips6 = RELAY_IPS6 if self.ipv6 else ()
+        self.relay_ip6 = RELAY_IPS6[0] if self.ipv6 else None
+        self._host_ip6 = {}
         self._nodes = {}      # node -> {"ns": name, "addrs": {ifname: "ip/len"}}
         self._nats = {}       # node -> NAT box parameters (see _plan)
         self._side_nats = {}  # side -> [nat node, innermost first]
@@ -292,6 +310,7 @@ class Lab:
         self._delay_procs = []
         self._built = False
         self._closed = False
+        self._nat6_done = set()
         self._plan()
 
     # ----------------------------------------------------------------- plan
@@ -306,6 +325,11 @@ class Lab:
         for ip in RELAY_IPS:
             self._addr("relay", "eth0", ip + "/24")
         self._routes.append(("relay", "default", RELAY_GW))
+        if self.ipv6:
+            self._addr("inet", "to-relay", RELAY_GW6 + "/64")
+            for ip in RELAY_IPS6:
+                self._addr("relay", "eth0", ip + "/64")
+            self._routes.append(("relay", "::/0", RELAY_GW6))
         if self.same_nat:
             self._plan_same_nat()
         else:
@@ -330,6 +354,11 @@ class Lab:
         self._addr(node, ifname, link["wan"] + "/24")
         self._routes.append((node, "default", link["inet"]))
         self._wan_ip[side] = link["wan"]
+        if self.ipv6:
+            link6 = LINKS6[side]
+            self._addr("inet", "to-" + side, link6["inet"] + "/64")
+            self._addr(node, ifname, link6["wan"] + "/64")
+            self._routes.append((node, "::/0", link6["inet"]))
 
     def _add_nat(self, node, mapping, filtering, wan_ip, lan_net, hairpin=False):
         self._add_node(node, router=True)
@@ -345,6 +374,8 @@ class Lab:
         if not boxes:
             self._plan_uplink(side, host, "eth0")
             self._host_ip[side] = LINKS[side]["wan"]
+            if self.ipv6:
+                self._host_ip6[side] = LINKS6[side]["wan"]
             self._side_nats[side] = []
             return
         lan = LANS[side]
@@ -360,6 +391,14 @@ class Lab:
             self._addr(home, "wan", sub + ".2/24")
             self._routes.append((home, "default", sub + ".1"))
             self._plan_uplink(side, carrier, "wan")
+            if self.ipv6:
+                # The carrier routes IPv6 natively: no NAT, no filter.
+                sub6 = CARRIER_LANS6[side]
+                self._addr(carrier, "lan", sub6 + "1/64")
+                self._addr(home, "wan", sub6 + "2/64")
+                self._routes.append((home, "::/0", sub6 + "1"))
+                self._routes.append((carrier, LANS6[side] + "/64", sub6 + "2"))
+                self._routes.append(("inet", sub6 + "/64", LINKS6[side]["wan"]))
             self._side_nats[side] = [home, carrier]
         else:
             (m, f), = boxes
@@ -371,6 +410,13 @@ class Lab:
         self._addr(home, "lan", lan + ".1/24")
         self._addr(host, "eth0", lan + ".2/24")
         self._routes.append((host, "default", lan + ".1"))
+        if self.ipv6:
+            lan6 = LANS6[side]
+            self._addr(home, "lan", lan6 + "1/64")
+            self._addr(host, "eth0", lan6 + "2/64")
+            self._routes.append((host, "::/0", lan6 + "1"))
+            self._routes.append(("inet", lan6 + "/64", LINKS6[side]["wan"]))
+            self._host_ip6[side] = lan6 + "2"
 
     def _plan_same_nat(self):
         lan = LANS["a"]
@@ -385,6 +431,14 @@ class Lab:
             self._routes.append((side, "default", lan + ".1"))
             self._host_ip[side] = ip
             self._side_nats[side] = ["nat"]
+            if self.ipv6:
+                ip6 = f"{LANS6['a']}{2 + i}"
+                self._addr(side, "eth0", ip6 + "/64")
+                self._routes.append((side, "::/0", LANS6["a"] + "1"))
+                self._host_ip6[side] = ip6
+        if self.ipv6:
+            self._addr("nat", "lan", LANS6["a"] + "1/64")
+            self._routes.append(("inet", LANS6["a"] + "/64", LINKS6["a"]["wan"]))
         self._plan_uplink("a", "nat", "wan")
         self._wan_ip["b"] = self._wan_ip["a"]
 
@@ -403,6 +457,14 @@ class Lab:
     def host_ip(self, side):
         """Peer `side`'s own address (its LAN address, or its public one for `none`)."""
         return self._host_ip[self._side(side)]
+
+    def host_ip6(self, side):
+        """Peer `side`'s global IPv6 address (on its LAN, or on the WAN link for `none`);
+        the internet sees it unchanged (no NAT66). LabError unless the lab has ipv6=True."""
+        side = self._side(side)
+        if not self.ipv6:
+            raise LabError("this lab has no IPv6: make it with ipv6=True (--ipv6)")
+        return self._host_ip6[side]
 
     def wan_ip(self, side):
         """The public address the internet sees for peer `side` (its outermost NAT's WAN)."""
@@ -431,8 +493,11 @@ class Lab:
             "types": dict(self.types),
             "hairpin": self.hairpin,
             "delay_ms": self.delay_ms, "loss_pct": self.loss_pct, "rate_mbit": self.rate_mbit,
-            "relay": {"ns": self.ns("relay"), "ips": list(self.relay_ips)},
+            "ipv6": self.ipv6,
+            "relay": {"ns": self.ns("relay"), "ips": list(self.relay_ips),
+                      "ips6": list(self.relay_ips6)},
             "peers": {s: {"ns": self.ns(s), "ip": self.host_ip(s), "public_ip": self.wan_ip(s),
+                          "ip6": self._host_ip6.get(s),
                           "nat": self.types[s], "nat_ns": [self.ns(n) for n in self.nat_nodes(s)]}
                       for s in SIDES},
             "namespaces": {n: v["ns"] for n, v in self._nodes.items()},
@@ -482,6 +547,12 @@ class Lab:
     def _build(self):
         for node in self._nodes:
             _sh(["ip", "netns", "add", self.ns(node)])
+            if self.ipv6:
+                # Before any interface exists, so that every one inherits it: no duplicate
+                # address detection (addresses are usable at once), no autoconfiguration.
+                self._exec(node, ["sysctl", "-q", "-w"] + [
+                    f"net.ipv6.conf.{c}.{k}=0" for c in ("all", "default")
+                    for k in ("accept_dad", "accept_ra", "autoconf")])
         for n1, if1, n2, if2 in self._links:
             # Both ends are created inside their namespaces: nothing in the root namespace,
             # so concurrent labs cannot collide on interface names.
@@ -491,13 +562,22 @@ class Lab:
             self._ip_batch("nat", ["link add lan type bridge",
                                    "link set lan-a master lan", "link set lan-b master lan"])
         for node, spec in self._nodes.items():
-            sysctls = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+            if self.ipv6:
+                sysctls = []
+            else:
+                sysctls = ["net.ipv6.conf.all.disable_ipv6=1",
+                           "net.ipv6.conf.default.disable_ipv6=1"]
             if spec["router"]:
                 sysctls.append("net.ipv4.ip_forward=1")
+                if self.ipv6:
+                    sysctls.append("net.ipv6.conf.all.forwarding=1")
             if node == "nat":
                 # Bridged LAN traffic must not enter the IP hooks (and conntrack) of the NAT.
                 sysctls.append("net.bridge.bridge-nf-call-iptables=0")
-            self._exec(node, ["sysctl", "-q", "-w"] + sysctls)
+                if self.ipv6:
+                    sysctls.append("net.bridge.bridge-nf-call-ip6tables=0")
+            if sysctls:
+                self._exec(node, ["sysctl", "-q", "-w"] + sysctls)
         per_node = {n: ["link set lo up"] for n in self._nodes}
         for n1, if1, n2, if2 in self._links:
             per_node[n1].append(f"link set {if1} up")
@@ -505,13 +585,21 @@ class Lab:
         if self.same_nat:
             per_node["nat"].append("link set lan up")
         for node, ifname, cidr in self._addrs:
-            per_node[node].append(f"addr add {cidr} dev {ifname}")
+            nodad = " nodad" if ":" in cidr else ""
+            per_node[node].append(f"addr add {cidr} dev {ifname}{nodad}")
         for node, dst, via in self._routes:
             per_node[node].append(f"route add {dst} via {via}")
         for node, lines in per_node.items():
             self._ip_batch(node, lines)
         for node in self._nats:
             self._nft(node, self._nat_rules(node))
+        if self.ipv6:
+            for side in SIDES:
+                nats = self._side_nats[side]
+                if nats and nats[0] not in self._nat6_done:
+                    # The home NAT filters IPv6; a carrier NAT (cgnat) passes it untouched.
+                    self._nat6_done.add(nats[0])
+                    self._nft(nats[0], self._nat6_rules(nats[0]))
         self._nft("inet", self._inet_rules())
         for side in SIDES:
             if self.types[side] == "udp-blocked":
@@ -523,6 +611,22 @@ class Lab:
                 self._start_delay_line(side)
             if self.rate_mbit[side]:
                 self._set_rate(side, self.rate_mbit[side])
+        if self.ipv6:
+            self._wait_ipv6_ready()
+
+    def _wait_ipv6_ready(self):
+        """Readiness: every IPv6 address in every namespace has left the tentative state
+        (immediate with DAD off; checked, not assumed)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = list(self._nodes)
+        while pending:
+            pending = [n for n in pending if _sh(
+                ["ip", "-n", self.ns(n), "-6", "addr", "show", "tentative"]).stdout.strip()]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"IPv6 addresses still tentative in {', '.join(pending)}")
+            time.sleep(0.02)
 
     def _link_sides(self):
         return ["a"] if self.same_nat else list(SIDES)
@@ -611,6 +715,27 @@ table ip natlab {{
 }}
 """
 
+    def _nat6_rules(self, node):
+        """The IPv6 filter of a home NAT box (table ip6 natlab): routing, no NAT66; inbound
+        only replies to flows the inside started (conntrack), or anything for full-cone."""
+        nat = self._nats[node]
+        inbound = ['iifname "wan" accept'] if nat["filtering"] == "eif" else []
+        inbound_lines = "\n    ".join(inbound)
+        return f"""
+table ip6 natlab {{
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "lan" accept
+    {inbound_lines}
+  }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    iifname "wan" meta l4proto {{ tcp, udp }} ct state new drop
+  }}
+}}
+"""
+
     def _inet_rules(self):
         chains = []
         jumps = []
@@ -624,7 +749,7 @@ table ip natlab {{
         # Stateless on purpose: the internet router tracks no connections, so queueing
         # (delay) and dropping here never interacts with NAT state.
         return f"""
-table ip natlab {{
+table {self._inet_family} natlab {{
   {body}
   chain forward {{
     type filter hook forward priority filter; policy accept;
@@ -633,10 +758,17 @@ table ip natlab {{
 }}
 """
 
+    @property
+    def _inet_family(self):
+        # The internet router's table: `inet` (IPv4 and IPv6) when the lab routes IPv6, so
+        # that UDP blocking and loss apply to both.
+        return "inet" if self.ipv6 else "ip"
+
     # --------------------------------------------------------- impairments
     def _replace_chain(self, node, chain, rules):
-        text = f"flush chain ip natlab {chain}\n" + "".join(
-            f"add rule ip natlab {chain} {r}\n" for r in rules)
+        fam = self._inet_family if node == "inet" else "ip"
+        text = f"flush chain {fam} natlab {chain}\n" + "".join(
+            f"add rule {fam} natlab {chain} {r}\n" for r in rules)
         self._nft(node, text)
 
     def block_udp(self, side):
@@ -681,10 +813,12 @@ table ip natlab {{
                            f"output {ready!r}); its error is on stderr above")
         # Packets are queued only once the delay line listens: without a listener the
         # kernel would drop them (no --queue-bypass: a dead delay line must be visible).
+        tools = ["iptables", "ip6tables"] if self.ipv6 else ["iptables"]
         for chain, flag, ifname, q in (("PREROUTING", "-i", f"to-{side}", q_in),
                                        ("POSTROUTING", "-o", f"to-{side}", q_out)):
-            self._exec("inet", ["iptables", "-t", "mangle", "-A", chain, flag, ifname,
-                                "-j", "NFQUEUE", "--queue-num", str(q)])
+            for tool in tools:
+                self._exec("inet", [tool, "-t", "mangle", "-A", chain, flag, ifname,
+                                    "-j", "NFQUEUE", "--queue-num", str(q)])
 
     def _set_rate(self, side, mbit):
         # Token bucket on both ends' egress: the internet router towards the side, and the
@@ -839,11 +973,12 @@ def _print_human(lab):
     d = lab.describe()
     print(f"NAT lab {lab.prefix.rstrip('-')} is up: a={d['types']['a']} b={d['types']['b']}"
           + (" (hairpin)" if lab.hairpin else ""))
-    print(f"  relay  ns {d['relay']['ns']:<24} {', '.join(d['relay']['ips'])}")
+    print(f"  relay  ns {d['relay']['ns']:<24} {', '.join(d['relay']['ips'] + d['relay']['ips6'])}")
     for s in SIDES:
         p = d["peers"][s]
         via = " -> ".join(p["nat_ns"]) or "no NAT"
-        print(f"  {s}      ns {p['ns']:<24} {p['ip']} (public {p['public_ip']}, {p['nat']}; "
+        ip6 = f", {p['ip6']}" if p["ip6"] else ""
+        print(f"  {s}      ns {p['ns']:<24} {p['ip']}{ip6} (public {p['public_ip']}, {p['nat']}; "
               f"via {via})")
     for s in lab._link_sides():
         if lab.delay_ms[s] or lab.loss_pct[s] or lab.rate_mbit[s]:
@@ -869,6 +1004,8 @@ def main(argv=None):
     up.add_argument("--loss", type=int, default=0, help="percent, per direction, per WAN link")
     up.add_argument("--rate-mbit", type=float, default=None)
     up.add_argument("--delay-line", default=None, help="path to natlab_delay_line")
+    up.add_argument("--ipv6", action="store_true",
+                    help="also route IPv6 (2001:db8::/32, no NAT66, stateful filtering)")
     up.add_argument("--json", action="store_true", help="print the layout as one JSON line")
     up.add_argument("--duration", type=float, default=None,
                     help="tear down after this many seconds (default: wait for a signal)")
@@ -893,7 +1030,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with Lab(args.a, args.b, hairpin=args.hairpin, delay_ms=args.delay_ms, loss_pct=args.loss,
-                 rate_mbit=args.rate_mbit, delay_line=args.delay_line) as lab:
+                 rate_mbit=args.rate_mbit, delay_line=args.delay_line, ipv6=args.ipv6) as lab:
             if args.json:
                 print(json.dumps(lab.describe()), flush=True)
             else:

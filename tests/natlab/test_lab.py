@@ -47,12 +47,14 @@ class Probe:
     source address a probe arrives from (the NAT mapping), and can send unsolicited
     packets from any of their four endpoints to any address."""
 
-    def __init__(self, l):
+    def __init__(self, l, ipv6=False):
         self.lab = l
+        self.ips = l.relay_ips6 if ipv6 else l.relay_ips
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
         self.socks = {}
-        for ip in l.relay_ips:
+        for ip in self.ips:
             for port in PORTS:
-                s = l.socket("relay")
+                s = l.socket("relay", family=family)
                 s.bind((ip, port))
                 self.socks[(ip, port)] = s
 
@@ -61,7 +63,7 @@ class Probe:
             s.close()
 
     def endpoint(self, ip_index, port_index):
-        return (self.lab.relay_ips[ip_index], PORTS[port_index])
+        return (self.ips[ip_index], PORTS[port_index])
 
     def observe(self, client, dest):
         """The mapping `dest` sees for `client`'s socket, or None if nothing arrives
@@ -72,7 +74,7 @@ class Probe:
             client.sendto(token, dest)
             got = recv_token(server, token, ARRIVE_TIMEOUT_S / PROBE_TRIES)
             if got:
-                return got[1]
+                return got[1][:2]  # (address, port), also for IPv6's 4-tuples
         return None
 
     def poke(self, src, mapping, client, timeout=ABSENT_WAIT_S):
@@ -81,7 +83,7 @@ class Probe:
         self.socks[src].sendto(token, mapping)
         got = recv_token(client, token, timeout)
         if got:
-            assert got[1] == src, f"poke from {src} arrived as from {got[1]}"
+            assert got[1][:2] == src, f"poke from {src} arrived as from {got[1]}"
         return got is not None
 
 
@@ -92,14 +94,18 @@ class LabTestCase(unittest.TestCase):
         self.addCleanup(l.close)
         return l
 
-    def udp(self, l, node, bind_ip="0.0.0.0"):
-        s = l.socket(node)
-        s.bind((bind_ip, 0))
+    def udp(self, l, node, bind_ip="0.0.0.0", ipv6=False):
+        if ipv6:
+            s = l.socket(node, family=socket.AF_INET6)
+            s.bind(("::" if bind_ip == "0.0.0.0" else bind_ip, 0))
+        else:
+            s = l.socket(node)
+            s.bind((bind_ip, 0))
         self.addCleanup(s.close)
         return s
 
-    def probe(self, l):
-        p = Probe(l)
+    def probe(self, l, ipv6=False):
+        p = Probe(l, ipv6=ipv6)
         self.addCleanup(p.close)
         return p
 
@@ -351,6 +357,108 @@ class RuntimeTest(LabTestCase):
         l = self.make_lab("full-cone", "none")
         with self.assertRaisesRegex(lab.LabError, "no node"):
             l.ns("carrier")
+        # IPv6 is off unless asked for: no addresses, no accessor.
+        self.assertEqual(l.relay_ips6, ())
+        with self.assertRaisesRegex(lab.LabError, "ipv6=True"):
+            l.host_ip6("a")
+        for node in ("a", "nat-a", "relay"):
+            self.assertEqual(l.run(node, ["ip", "-6", "-o", "addr", "show"]).stdout.strip(), "")
+
+
+class IPv6Test(LabTestCase):
+    """Lab(ipv6=True): routed IPv6 (no NAT66) with a stateful home-router filter."""
+
+    def send6(self, src_sock, dest, dst_sock, timeout=ABSENT_WAIT_S):
+        token = secrets.token_hex(6).encode()
+        src_sock.sendto(token, dest)
+        return recv_token(dst_sock, token, timeout)
+
+    def test_routed_without_nat_filtered_statefully_and_punchable(self):
+        l = self.make_lab("port-restricted", "cgnat", ipv6=True)
+        self.assertEqual(l.relay_ips6, ("2001:db8:0:1::10", "2001:db8:0:1::11"))
+        self.assertEqual(l.host_ip6("a"), "2001:db8:a::2")
+        self.assertEqual(l.host_ip6("b"), "2001:db8:b::2")
+        p = self.probe(l, ipv6=True)
+        # No NAT66: the relay sees each peer's own global address and port, also through
+        # the carrier of a cgnat peer.
+        a, b = self.udp(l, "a", ipv6=True), self.udp(l, "b", ipv6=True)
+        for side, sock in (("a", a), ("b", b)):
+            self.assertEqual(p.observe(sock, p.endpoint(0, 0)),
+                             (l.host_ip6(side), sock.getsockname()[1]))
+        # IPv4 still works as before in the same lab.
+        p4 = self.probe(l)
+        self.assertEqual(p4.observe(self.udp(l, "a"), p4.endpoint(0, 0))[0], "198.51.100.2")
+
+        # Stateful filtering: unsolicited inbound is dropped until the peer has sent to
+        # exactly that address and port.
+        fresh = self.udp(l, "a", ipv6=True)
+        own = (l.host_ip6("a"), fresh.getsockname()[1])
+        self.assertFalse(p.poke(p.endpoint(0, 0), own, fresh), "unsolicited IPv6 got in")
+        self.assertEqual(p.observe(fresh, p.endpoint(0, 0)), own)
+        self.assertFalse(p.poke(p.endpoint(0, 1), own, fresh))
+        self.assertFalse(p.poke(p.endpoint(1, 0), own, fresh))
+        self.assertTrue(p.poke(p.endpoint(0, 0), own, fresh, timeout=ARRIVE_TIMEOUT_S))
+
+        # Peer to peer: unsolicited is refused; a simultaneous open (both send to each
+        # other's address and port, then both receive) gets through.
+        a_ep = (l.host_ip6("a"), a.getsockname()[1])
+        b_ep = (l.host_ip6("b"), b.getsockname()[1])
+        self.assertIsNone(self.send6(a, b_ep, b))
+        a.sendto(b"punch-a", b_ep)
+        b.sendto(b"punch-b", a_ep)
+        got = recv_token(a, b"punch-b", ARRIVE_TIMEOUT_S)
+        self.assertIsNotNone(got, "B's punch did not reach A")
+        self.assertEqual(got[1][:2], b_ep)
+        got = self.send6(a, b_ep, b, ARRIVE_TIMEOUT_S)
+        self.assertIsNotNone(got, "A did not reach B after the simultaneous open")
+        self.assertEqual(got[1][:2], a_ep)
+        self.assertIsNotNone(self.send6(b, a_ep, a, ARRIVE_TIMEOUT_S))
+
+    def test_full_cone_none_and_udp_blocked(self):
+        l = self.make_lab("full-cone", "udp-blocked", ipv6=True)
+        p = self.probe(l, ipv6=True)
+        # Full cone lets any inbound IPv6 in, also to a socket that never sent.
+        a = self.udp(l, "a", ipv6=True)
+        self.assertTrue(p.poke(p.endpoint(1, 1), (l.host_ip6("a"), a.getsockname()[1]), a,
+                               timeout=ARRIVE_TIMEOUT_S))
+        # udp-blocked blocks IPv6 UDP too; TCP over IPv6 still works, from B's own address.
+        b = self.udp(l, "b", ipv6=True)
+        self.assertIsNone(p.observe(b, p.endpoint(0, 0)), "IPv6 UDP left a udp-blocked NAT")
+        listener = l.socket("relay", socket.SOCK_STREAM, family=socket.AF_INET6)
+        self.addCleanup(listener.close)
+        listener.bind((l.relay_ips6[0], 4040))
+        listener.listen(4)
+        client = l.socket("b", socket.SOCK_STREAM, family=socket.AF_INET6)
+        self.addCleanup(client.close)
+        client.settimeout(ARRIVE_TIMEOUT_S)
+        client.connect((l.relay_ips6[0], 4040))
+        listener.settimeout(ARRIVE_TIMEOUT_S)
+        conn, peer = listener.accept()
+        self.addCleanup(conn.close)
+        self.assertEqual(peer[0], l.host_ip6("b"))
+
+    def test_none_and_same_nat(self):
+        l = self.make_lab("none", "symmetric", ipv6=True)
+        self.assertEqual(l.host_ip6("a"), "2001:db8:1::2")
+        p = self.probe(l, ipv6=True)
+        a = self.udp(l, "a", ipv6=True)
+        own = (l.host_ip6("a"), a.getsockname()[1])
+        self.assertTrue(p.poke(p.endpoint(0, 0), own, a, timeout=ARRIVE_TIMEOUT_S),
+                        "a peer without NAT is not filtered")
+        self.assertEqual(p.observe(a, p.endpoint(1, 1)), own)
+        b = self.udp(l, "b", ipv6=True)
+        self.assertEqual(p.observe(b, p.endpoint(0, 0)), (l.host_ip6("b"), b.getsockname()[1]))
+
+        s = self.make_lab("same-nat", ipv6=True)
+        self.assertEqual((s.host_ip6("a"), s.host_ip6("b")), ("2001:db8:a::2", "2001:db8:a::3"))
+        ps = self.probe(s, ipv6=True)
+        a, b = self.udp(s, "a", ipv6=True), self.udp(s, "b", ipv6=True)
+        a_ep = (s.host_ip6("a"), a.getsockname()[1])
+        b_ep = (s.host_ip6("b"), b.getsockname()[1])
+        self.assertEqual(ps.observe(a, ps.endpoint(0, 0)), a_ep)
+        got = self.send6(a, b_ep, b, ARRIVE_TIMEOUT_S)
+        self.assertIsNotNone(got, "same LAN: no direct IPv6")
+        self.assertEqual(got[1][:2], a_ep)
 
 
 class ImpairmentTest(LabTestCase):

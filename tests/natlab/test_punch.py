@@ -183,6 +183,20 @@ class PunchLabExtras(PunchLabBase):
                 p.stop()
             self.procs.clear()
 
+    def test_dual_stack_peers_prefer_the_direct_ipv6_pair(self):
+        # Both NATs are port-restricted for IPv4, and IPv6 goes through them un-NATed
+        # behind a stateful firewall: the simultaneous open works on the peers' global
+        # IPv6 addresses, and that pair outranks the server-reflexive IPv4 one.
+        with lab.Lab("port-restricted", "port-restricted", ipv6=True) as l:
+            punch_a, punch_b, _, _ = self.run_pair(l)
+            self.assertEqual(punch_a["result"], "succeeded")
+            self.assertEqual(punch_b["result"], "succeeded")
+            self.assertEqual(punch_a["candidate"], "host")
+            self.assertEqual(punch_a["remote"], f"[{l.host_ip6('b')}]:"
+                             + punch_a["remote"].rsplit(":", 1)[1])
+            self.assertEqual(punch_b["remote"], f"[{l.host_ip6('a')}]:"
+                             + punch_b["remote"].rsplit(":", 1)[1])
+
     def test_lossy_delayed_links_still_punch(self):
         if not lab.default_delay_line():
             self.skipTest("natlab_delay_line not built")
