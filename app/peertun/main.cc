@@ -142,6 +142,7 @@ struct GlobalOptions {
   std::string attempt_timeout;  // --p2p-attempt-timeout, e.g. "8s"
   std::string send_file;        // --send FILE
   std::string receive_dir;      // --receive DIR
+  std::string congestion;       // --quic-cc bbr|bbr2|cubic|reno
   bool json = false;
 };
 
@@ -254,6 +255,14 @@ std::optional<client::P2pSettings> resolve_settings(const GlobalOptions& g, std:
       return std::nullopt;
     }
     settings.send_file = g.send_file;
+  }
+  if (!g.congestion.empty()) {
+    auto cc = quic::parse_congestion_control(g.congestion);
+    if (!cc) {
+      problem = "--quic-cc \"" + g.congestion + "\" is not one of bbr, bbr2, cubic, reno";
+      return std::nullopt;
+    }
+    settings.congestion_control = *cc;
   }
   if (!g.receive_dir.empty()) {
     std::error_code ec;
@@ -642,6 +651,8 @@ int main(int argc, char** argv) {
                     "push FILE to the peer over QUIC once the direct path is up");
     sub->add_option("--receive", g.receive_dir,
                     "store the file the peer pushes in DIR, then end the session");
+    sub->add_option("--quic-cc", g.congestion,
+                    "congestion control when sending: bbr (default), bbr2, cubic, reno");
   }
 
   auto* debug = app.add_subcommand("debug", "diagnostics");

@@ -329,8 +329,10 @@ void P2pSession::start_tunnel(bool is_a, const base::SocketAddress& remote) {
     return;
   }
   const auto now = quic::Clock::now();
-  auto connection = is_a ? quic::Connection::server(identity_, *fingerprint, {}, now)
-                         : quic::Connection::client(identity_, *fingerprint, {}, now);
+  quic::Config config;
+  config.congestion_control = settings_.congestion_control;
+  auto connection = is_a ? quic::Connection::server(identity_, *fingerprint, config, now)
+                         : quic::Connection::client(identity_, *fingerprint, config, now);
   if (!connection) {
     finish(Failure{1, "cannot start QUIC: " + connection.error().message()});
     return;

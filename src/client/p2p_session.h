@@ -50,6 +50,8 @@ struct P2pSettings {
   std::optional<std::string> send_file;
   // `--receive DIR`: store the file the peer pushes in DIR, then end the session.
   std::optional<std::string> receive_dir;
+  // `--quic-cc`: the sender's congestion control (only the sending side's choice acts).
+  quic::CongestionControl congestion_control = quic::CongestionControl::Bbr;
 };
 
 // What the user is told; the app prints it (human lines or JSON).

@@ -103,6 +103,19 @@ class TransferTest(PeertunTestCase):
                       os.path.join(self.tmp, "nodir"), relay=relay)
         self.assertEqual(p.wait_exit(), 2)
         self.assertIn("cannot receive into", p.err[0])
+        p = self.peer("p2p", self.share_dir(), "--quic-cc", "warp", relay=relay)
+        self.assertEqual(p.wait_exit(), 2)
+        self.assertIn("--quic-cc", p.err[0])
+
+    def test_the_sender_can_choose_another_congestion_control(self):
+        relay = self.relay()
+        src = self.make_file("cc.bin", 4 * 1024 * 1024)
+        dest = os.path.join(self.tmp, "inbox")
+        os.makedirs(dest)
+        a, b = self.pair(relay, src, dest, extra_a=("--quic-cc", "bbr2"))
+        got = b.wait_event("transfer", timeout=60)
+        self.assertEqual(got["sha256"], sha256_of(src))
+        self.assertEqual(b.wait_exit(timeout=20), 0)
 
     def test_garbage_sprayed_at_both_data_sockets_does_no_harm(self):
         relay = self.relay()
