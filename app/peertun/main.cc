@@ -151,25 +151,35 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
+// The config file at `path`, if it exists (an empty config otherwise). nullopt with
+// `problem` set when it does not parse.
+std::optional<client::ClientConfig> read_config_file(const std::string& path,
+                                                     std::string& problem) {
+  if (path.empty() || !std::filesystem::exists(path)) {
+    return client::ClientConfig{};
+  }
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  auto parsed = client::parse_client_config(content.str(), path, problem);
+  if (!parsed) {
+    return std::nullopt;
+  }
+  return std::move(*parsed);
+}
+
 // Flags win over the environment, which wins over the config file.
 std::optional<client::P2pSettings> resolve_settings(const GlobalOptions& g, std::string& problem) {
-  client::ClientConfig config;
   std::string path = g.config_path.empty() ? client::default_config_path() : g.config_path;
-  if (!path.empty() && std::filesystem::exists(path)) {
-    std::ifstream in(path);
-    std::stringstream content;
-    content << in.rdbuf();
-    std::string detail;
-    auto parsed = client::parse_client_config(content.str(), path, detail);
-    if (!parsed) {
-      problem = detail;
-      return std::nullopt;
-    }
-    config = std::move(*parsed);
-  } else if (!g.config_path.empty()) {
+  if (!g.config_path.empty() && !std::filesystem::exists(path)) {
     problem = "config file " + g.config_path + " does not exist";
     return std::nullopt;
   }
+  auto from_file = read_config_file(path, problem);
+  if (!from_file) {
+    return std::nullopt;
+  }
+  client::ClientConfig config = std::move(*from_file);
   client::ClientConfig env;
   if (const char* r = std::getenv("PEERTUN_RELAY"); r != nullptr && *r) {
     env.relay = r;
@@ -350,6 +360,19 @@ int cmd_p2p_join(const GlobalOptions& g, const std::string& code_text) {
                  [&code](client::P2pSession& session) { return session.join(std::move(*code)); });
 }
 
+// The debug commands' relay address; empty (after saying why on stderr) when the name
+// does not resolve.
+io::Task<io::asio::ip::udp::resolver::results_type> resolve_relay(client::RelayTarget target) {
+  io::asio::ip::udp::resolver resolver(co_await io::asio::this_coro::executor);
+  auto [ec, results] =
+      co_await resolver.async_resolve(target.host, std::to_string(target.port), io::use_nothrow);
+  if (ec || results.empty()) {
+    std::cerr << "peertun: cannot resolve " << target.host << ": " << ec.message() << "\n";
+    co_return io::asio::ip::udp::resolver::results_type{};
+  }
+  co_return results;
+}
+
 // Binding requests to the relay's main and alternate address from one socket: the
 // mapping each sees, and whether they agree.
 int cmd_debug_stun(const GlobalOptions& g, int timeout_ms) {
@@ -372,11 +395,8 @@ int cmd_debug_stun(const GlobalOptions& g, int timeout_ms) {
   Printer printer(g.json);
   auto task = [&]() -> io::Task<void> {
     auto ex = co_await io::asio::this_coro::executor;
-    io::asio::ip::udp::resolver resolver(ex);
-    auto [rec, results] = co_await resolver.async_resolve(
-        target->host, std::to_string(target->port), io::use_nothrow);
-    if (rec || results.empty()) {
-      std::cerr << "peertun: cannot resolve " << target->host << ": " << rec.message() << "\n";
+    auto results = co_await resolve_relay(*target);
+    if (results.empty()) {
       exit_code = kExitRuntime;
       co_return;
     }
@@ -453,16 +473,13 @@ int cmd_debug_nat_type(const GlobalOptions& g, int timeout_ms) {
     }
   }
   const std::string path = g.config_path.empty() ? client::default_config_path() : g.config_path;
-  if (relay_text.empty() && !path.empty() && std::filesystem::exists(path)) {
-    std::ifstream in(path);
-    std::stringstream content;
-    content << in.rdbuf();
-    std::string detail;
-    auto parsed = client::parse_client_config(content.str(), path, detail);
-    if (!parsed) {
-      return usage_error(detail);
+  if (relay_text.empty()) {
+    std::string problem;
+    auto from_file = read_config_file(path, problem);
+    if (!from_file) {
+      return usage_error(problem);
     }
-    relay_text = parsed->relay.value_or("");
+    relay_text = from_file->relay.value_or("");
   }
   if (relay_text.empty()) {
     return usage_error("no relay given: use --relay HOST:PORT, PEERTUN_RELAY or `relay` in " +
@@ -479,11 +496,8 @@ int cmd_debug_nat_type(const GlobalOptions& g, int timeout_ms) {
   const auto budget = std::chrono::milliseconds(timeout_ms);
   auto task = [&]() -> io::Task<void> {
     auto ex = co_await io::asio::this_coro::executor;
-    io::asio::ip::udp::resolver resolver(ex);
-    auto [rec, results] = co_await resolver.async_resolve(
-        target->host, std::to_string(target->port), io::use_nothrow);
-    if (rec || results.empty()) {
-      std::cerr << "peertun: cannot resolve " << target->host << ": " << rec.message() << "\n";
+    auto results = co_await resolve_relay(*target);
+    if (results.empty()) {
       exit_code = kExitRuntime;
       co_return;
     }

@@ -41,6 +41,21 @@ std::vector<base::SocketAddress> own_addresses(const io::UdpSocket& socket,
   return out;
 }
 
+traversal::ProbeConfig probe_config(traversal::ProbeMode mode, const NatProbeTarget& target,
+                                    const io::UdpSocket& mapping_socket,
+                                    std::chrono::milliseconds budget) {
+  traversal::ProbeConfig config;
+  config.mode = mode;
+  config.primary = target.primary;
+  config.other = target.other;
+  config.local = own_addresses(mapping_socket, target.primary);
+  config.budget = budget;
+  // A short budget (--timeout-ms) shortens the dependent tests too, keeping room for
+  // test I's round trip.
+  config.test_bound = std::min(traversal::kDependentTestBound, budget / 2);
+  return config;
+}
+
 void deliver(Run& run, ProbeSocket which, const io::RecvBatch& batch) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto& d = batch[i];
@@ -134,16 +149,8 @@ io::Task<base::Result<traversal::NatVerdict>> probe_nat(NatProbeTarget target,
   if (!filtering) {
     co_return filtering.error();
   }
-  traversal::ProbeConfig config;
-  config.mode = traversal::ProbeMode::Full;
-  config.primary = target.primary;
-  config.other = target.other;
-  config.local = own_addresses(*mapping, target.primary);
-  config.budget = budget;
-  // A short budget (--timeout-ms) shortens the dependent tests too, keeping room for
-  // test I's round trip.
-  config.test_bound = std::min(traversal::kDependentTestBound, budget / 2);
-  auto run = std::make_shared<Run>(std::move(config));
+  auto run =
+      std::make_shared<Run>(probe_config(traversal::ProbeMode::Full, target, *mapping, budget));
   run->mapping = std::make_shared<io::UdpSocket>(std::move(*mapping));
   run->filtering = std::make_shared<io::UdpSocket>(std::move(*filtering));
   co_await drive(run);
@@ -160,14 +167,8 @@ io::Task<traversal::NatVerdict> probe_mapping(std::shared_ptr<io::UdpSocket> soc
                                               NatProbeTarget target,
                                               std::chrono::milliseconds budget,
                                               UnclaimedDatagram unclaimed) {
-  traversal::ProbeConfig config;
-  config.mode = traversal::ProbeMode::QuickMapping;
-  config.primary = target.primary;
-  config.other = target.other;
-  config.local = own_addresses(*socket, target.primary);
-  config.budget = budget;
-  config.test_bound = std::min(traversal::kDependentTestBound, budget / 2);
-  auto run = std::make_shared<Run>(std::move(config));
+  auto run = std::make_shared<Run>(
+      probe_config(traversal::ProbeMode::QuickMapping, target, *socket, budget));
   run->mapping = std::move(socket);
   run->unclaimed = std::move(unclaimed);
   co_await drive(run);
