@@ -13,4 +13,6 @@ if(NOT PEERTUN_ONLY_PURE)
   find_package(benchmark REQUIRED)
   # The QUIC data plane (src/quic): ngtcp2 0.12.1 with its GnuTLS crypto helper.
   pkg_check_modules(NGTCP2 REQUIRED IMPORTED_TARGET GLOBAL libngtcp2 libngtcp2_crypto_gnutls)
+  # The FUSE side of the folder share (src/share/fuse only).
+  pkg_check_modules(FUSE3 REQUIRED IMPORTED_TARGET GLOBAL fuse3)
 endif()
