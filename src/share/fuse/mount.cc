@@ -244,8 +244,11 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
     // we show, so A never sees a request the local user could not make. noatime: reads
     // must not turn into attribute traffic. subtype: "fuse.peertun" in mountinfo is
     // how a stale mount of ours is recognised.
+    // The source ends in "#<pid>": whether the mount's server still lives is then one
+    // kill(pid, 0) away, without touching the mount (see detail::mount_owner_alive).
     const std::string mount_options =
-        "ro,default_permissions,noatime,subtype=peertun,fsname=" + escape_option(options_.fsname);
+        "ro,default_permissions,noatime,subtype=peertun,fsname=" +
+        escape_option(options_.fsname + detail::kOwnerSeparator + std::to_string(::getpid()));
     std::string arg0 = "peertun";
     std::string arg1 = "-o";
     std::string arg2 = mount_options;
@@ -1268,6 +1271,8 @@ io::Task<base::Result<std::uint32_t>> say_hello(io::Executor executor,
 const boost::system::error_category& mount_category() noexcept { return kCategory; }
 
 std::string default_mountpoint(std::string_view name) { return "/tmp/p2p-" + std::string(name); }
+
+int clean_stale_mounts(std::string_view prefix) { return detail::clean_stale_mounts_under(prefix); }
 
 io::Task<base::Result<std::shared_ptr<Mount>>> Mount::start(io::Executor executor,
                                                             std::shared_ptr<proto::Channel> channel,

@@ -95,8 +95,15 @@ struct MountOptions {
   std::chrono::milliseconds failed_linger{std::chrono::seconds(1)};
 };
 
-// "/tmp/p2p-<name>": the default mountpoint. The path is visible to every user in
-// /proc/mounts, so `name` is the join code's nameplate, never its secret.
+// Detaches the peertun mounts below `prefix` (e.g. "/tmp/p2p-") whose serving process is
+// gone (crashed, killed), and removes their empty directories: a crashed run's default
+// mountpoint has a code no later run will use again. Live mounts are left alone.
+// Returns how many were cleaned.
+int clean_stale_mounts(std::string_view prefix);
+
+// "/tmp/p2p-<name>": the default mountpoint (DESIGN.md: /tmp/p2p-<join code>). The path
+// is visible to every user in /proc/mounts: a join code is fine there only because the
+// relay burns it when B joins, before anything is mounted.
 [[nodiscard]] std::string default_mountpoint(std::string_view name);
 
 // Why a mount ended.

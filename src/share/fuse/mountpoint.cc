@@ -1,6 +1,7 @@
 #include "share/fuse/mountpoint.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -159,6 +160,45 @@ base::Result<std::string> canonical_mountpoint(std::string_view path) {
   return (parent / p.filename()).string();
 }
 
+bool mount_owner_alive(const MountInfoEntry& entry) {
+  const auto at = entry.source.rfind(kOwnerSeparator);
+  unsigned pid = 0;
+  if (at == std::string::npos ||
+      !parse_unsigned(std::string_view(entry.source).substr(at + 1), pid) || pid == 0) {
+    return false;  // not ours to judge: made by an older peertun; treated as stale
+  }
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) {
+    return false;
+  }
+  // The pid may have been reused by another program since the crash: the owner is alive
+  // only if it is the same program as us (peertun; a test binary in the tests).
+  auto comm_of = [](const std::string& pid_dir) {
+    std::ifstream comm("/proc/" + pid_dir + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    return name;
+  };
+  const auto name = comm_of(std::to_string(pid));
+  return !name.empty() && name == comm_of("self");
+}
+
+int clean_stale_mounts_under(std::string_view prefix) {
+  int cleaned = 0;
+  for (const auto& entry : read_mountinfo()) {
+    if (entry.fs_type != kFuseType || entry.mount_point.rfind(prefix, 0) != 0 ||
+        mount_owner_alive(entry)) {
+      continue;
+    }
+    log().warn("mount.stale_found mountpoint={} source={}", entry.mount_point, entry.source);
+    if (lazy_unmount(entry.mount_point) == 0) {
+      ++cleaned;
+      // Our own default mountpoints are ours to remove; rmdir leaves anything non-empty.
+      ::rmdir(entry.mount_point.c_str());
+    }
+  }
+  return cleaned;
+}
+
 int lazy_unmount(const std::string& path) {
   if (geteuid() == 0) {
     return ::umount2(path.c_str(), MNT_DETACH) == 0 ? 0 : errno;
@@ -204,8 +244,12 @@ base::Result<PreparedMountpoint> prepare_mountpoint(std::string_view requested) 
     if (layer == kMaxStaleLayers) {
       return MountErrc::StaleMountNotCleaned;
     }
-    // A peertun mount at our path is left over by a run that crashed or was killed
-    // (its server would have unmounted it otherwise): detach it.
+    if (mount_owner_alive(*top)) {
+      log().error("mount.in_use mountpoint={} source={}", path, top->source);
+      return MountErrc::MountpointBusy;
+    }
+    // A peertun mount at our path whose server is gone: left over by a run that crashed
+    // or was killed (its server would have unmounted it otherwise). Detach it.
     log().warn("mount.stale_found mountpoint={} source={}", path, top->source);
     if (const int err = lazy_unmount(path); err != 0) {
       log().error("mount.stale_unmount_failed mountpoint={} error={}", path, std::strerror(err));

@@ -14,6 +14,8 @@ namespace peertun::share::detail {
 
 // The filesystem type our mounts show in mountinfo ("fuse." + subtype).
 inline constexpr std::string_view kFuseType = "fuse.peertun";
+// A mount's source is "<fsname>#<pid of the peertun serving it>".
+inline constexpr char kOwnerSeparator = '#';
 
 struct MountInfoEntry {
   unsigned major =
@@ -23,6 +25,11 @@ struct MountInfoEntry {
   std::string fs_type;
   std::string source;
 };
+
+// Whether the peertun process that made `entry` still runs (its pid, from the source,
+// is alive and is a peertun). A mount whose owner is gone is stale. Never touches the
+// mount itself, so a hung server cannot block the check.
+[[nodiscard]] bool mount_owner_alive(const MountInfoEntry& entry);
 
 // Parses /proc/<pid>/mountinfo text (proc(5)); malformed lines are skipped.
 [[nodiscard]] std::vector<MountInfoEntry> parse_mountinfo(std::string_view text);
@@ -46,6 +53,10 @@ struct PreparedMountpoint {
 // empty directory. Errors: MountErrc::{BadMountpoint, MountpointBusy, MountpointNotEmpty,
 // CannotCreateMountpoint, StaleMountNotCleaned}.
 [[nodiscard]] base::Result<PreparedMountpoint> prepare_mountpoint(std::string_view path);
+
+// Detaches every stale peertun mount (owner gone) whose mount point starts with
+// `prefix`, and removes its directory when empty. Returns how many were detached.
+int clean_stale_mounts_under(std::string_view prefix);
 
 // Detaches the mount at `path` lazily: umount2(MNT_DETACH) as root, `fusermount3 -u -z`
 // otherwise. Returns 0 or an errno.

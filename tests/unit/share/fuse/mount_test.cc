@@ -374,7 +374,9 @@ TEST_F(MountTest, ServesTheTreeWithItsNamesSizesModesTimesAndLinks) {
   const auto entry = detail::find_mount(mnt_.string());
   ASSERT_TRUE(entry);
   EXPECT_EQ(entry.value().fs_type, "fuse.peertun");
-  EXPECT_EQ(entry.value().source, "peertun:test");
+  // The source carries our pid, so a later run can tell a live mount from a stale one.
+  EXPECT_EQ(entry.value().source, "peertun:test#" + std::to_string(::getpid()));
+  EXPECT_TRUE(detail::mount_owner_alive(entry.value()));
 
   // Names, types, modes, sizes, mtimes (to the nanosecond), link targets; every file
   // is the mounting user's.
@@ -881,6 +883,21 @@ TEST(MountInfo, ParsesAndUnescapesLines) {
   EXPECT_EQ(entries[1].minor, 52U);
   EXPECT_EQ(entries[2].mount_point, "/tmp/back\\slash");
   EXPECT_EQ(detail::unescape_mountinfo("a\\011b\\012c\\0"), "a\tb\nc\\0");
+}
+
+TEST(MountInfo, TheOwnerIsAliveOnlyIfItsPidRunsThisProgram) {
+  detail::MountInfoEntry entry;
+  entry.fs_type = "fuse.peertun";
+  entry.source = "peertun:ABCD#" + std::to_string(::getpid());
+  EXPECT_TRUE(detail::mount_owner_alive(entry));
+  entry.source = "peertun:ABCD";  // no owner recorded: an older peertun's, stale
+  EXPECT_FALSE(detail::mount_owner_alive(entry));
+  entry.source = "peertun:ABCD#1";  // alive, but init, not this program
+  EXPECT_FALSE(detail::mount_owner_alive(entry));
+  entry.source = "peertun:ABCD#999999999";  // above pid_max: gone
+  EXPECT_FALSE(detail::mount_owner_alive(entry));
+  entry.source = "peertun:ABCD#12x";
+  EXPECT_FALSE(detail::mount_owner_alive(entry));
 }
 
 TEST(MountInfo, CanonicalMountpointResolvesTheParentOnly) {
