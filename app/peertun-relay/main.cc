@@ -1,7 +1,6 @@
 // peertun-relay: the self-hostable rendezvous, STUN and (later) TURN server.
 // Flags override relay.toml; see docs/relay.md.
 
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -13,6 +12,7 @@
 #include "base/duration.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "io/asio.h"
 #include "relay/relay.h"
 
 namespace {
@@ -21,16 +21,6 @@ using namespace peertun;
 
 constexpr int kExitUsage = 2;
 constexpr int kExitRuntime = 1;
-
-// Each control connection is one descriptor; lift the soft limit to the hard one so a
-// relay can hold tens of thousands of idle sessions.
-void raise_fd_limit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
 
 int fail(int code, const std::string& message) {
   std::cerr << "peertun-relay: " << message << "\n";
@@ -133,7 +123,7 @@ int main(int argc, char** argv) {
   }
 
   base::init_crypto();
-  raise_fd_limit();
+  io::raise_open_file_limit();  // tens of thousands of idle sessions
   std::signal(SIGPIPE, SIG_IGN);
 
   boost::asio::io_context io(1);

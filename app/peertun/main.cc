@@ -39,7 +39,10 @@ constexpr auto kCloseGrace = std::chrono::milliseconds(500);
 // Prints what happens, as the lines of DESIGN.md or (--json) one JSON object a line.
 class Printer final : public client::P2pObserver {
  public:
-  explicit Printer(bool as_json) : json_(as_json) {}
+  // `file_push`: --send/--receive, where the QUIC line is the news; when sharing a
+  // folder the user sees DESIGN.md's four lines and the QUIC line only in --json.
+  explicit Printer(bool as_json, bool file_push = false)
+      : json_(as_json), file_push_(file_push) {}
 
   void event(std::string_view name, json::object fields, const std::string& human) {
     if (json_) {
@@ -89,9 +92,26 @@ class Printer final : public client::P2pObserver {
           "\u2717 UDP hole-punch: failed (" + reason + ")");
   }
   void quic_connected(char role) override {
+    if (!json_ && !file_push_) {
+      return;
+    }
     event("quic", {{"state", "connected"}, {"peer", std::string(1, role)}},
           std::string("\u2713 QUIC: connected to peer ") + role +
               " (its certificate matches the join code)");
+  }
+  void sharing(const std::string& dir, char role) override {
+    event("sharing", {{"dir", dir}, {"peer", std::string(1, role)}, {"writable", false}},
+          "\u2713 Sharing " + dir + " with peer " + std::string(1, role) +
+              " (read-only)\n  Press Ctrl-C to stop sharing.");
+  }
+  void mounted(const std::string& share_name, const std::string& mountpoint) override {
+    event("mounted", {{"share", share_name}, {"mountpoint", mountpoint}},
+          "\u2713 Mounted " + share_name + " at " + mountpoint +
+              "\n  Press Ctrl-C to unmount and stop.");
+  }
+  void unmounted(const std::string& mountpoint, const std::string& why) override {
+    event("unmounted", {{"mountpoint", mountpoint}, {"reason", why}},
+          "  Unmounted " + mountpoint + " (" + why + ")");
   }
   void file_sent(const client::TransferResult& r) override {
     transfer_event("sent", r, "\u2713 Sent " + r.name);
@@ -130,6 +150,7 @@ class Printer final : public client::P2pObserver {
   }
 
   bool json_;
+  bool file_push_;
 };
 
 struct GlobalOptions {
@@ -143,6 +164,9 @@ struct GlobalOptions {
   std::string send_file;        // --send FILE
   std::string receive_dir;      // --receive DIR
   std::string congestion;       // --quic-cc bbr|bbr2|cubic|reno
+  std::string share_dir;        // p2p DIR
+  std::string mount_dir;        // p2p-join --mount DIR
+  bool join = false;            // p2p-join (peer B)
   bool json = false;
 };
 
@@ -283,6 +307,19 @@ std::optional<client::P2pSettings> resolve_settings(const GlobalOptions& g, std:
     }
     settings.receive_dir = g.receive_dir;
   }
+  if (!g.mount_dir.empty() && !g.receive_dir.empty()) {
+    problem = "--mount and --receive exclude each other: mount the peer's folder or receive a file";
+    return std::nullopt;
+  }
+  if (!g.join && !g.share_dir.empty() && !settings.send_file) {
+    settings.share_dir = g.share_dir;
+  }
+  if (g.join && !settings.receive_dir) {
+    settings.mount = true;
+    if (!g.mount_dir.empty()) {
+      settings.mount_dir = g.mount_dir;
+    }
+  }
   return settings;
 }
 
@@ -329,7 +366,7 @@ int run_p2p(const GlobalOptions& g, Begin begin) {
   if (!settings) {
     return usage_error(problem);
   }
-  Printer printer(g.json);
+  Printer printer(g.json, !g.send_file.empty() || !g.receive_dir.empty());
   boost::asio::io_context io(1);
   client::P2pSession session(std::move(*settings), printer);
   return run_session(io, session, begin(session));
@@ -347,7 +384,9 @@ int cmd_p2p(const GlobalOptions& g, const std::string& dir) {
   if (::access(dir.c_str(), R_OK | X_OK) != 0) {
     return usage_error("cannot share " + dir + ": permission denied");
   }
-  return run_p2p(g, [](client::P2pSession& session) { return session.share(); });
+  GlobalOptions with_dir = g;
+  with_dir.share_dir = dir;
+  return run_p2p(with_dir, [](client::P2pSession& session) { return session.share(); });
 }
 
 int cmd_p2p_join(const GlobalOptions& g, const std::string& code_text) {
@@ -356,7 +395,9 @@ int cmd_p2p_join(const GlobalOptions& g, const std::string& code_text) {
     return usage_error("that is not a join code (" + code.error().message() +
                        "); it looks like pt-p2p-2A91-7XKP-Q4L9");
   }
-  return run_p2p(g,
+  GlobalOptions as_b = g;
+  as_b.join = true;
+  return run_p2p(as_b,
                  [&code](client::P2pSession& session) { return session.join(std::move(*code)); });
 }
 
@@ -658,6 +699,9 @@ int main(int argc, char** argv) {
   std::string code;
   auto* join = app.add_subcommand("p2p-join", "join peer A's session with its join code");
   join->add_option("CODE", code, "the join code, e.g. pt-p2p-2A91-7XKP-Q4L9")->required();
+  join->add_option("--mount", g.mount_dir,
+                   "mount peer A's folder here (default /tmp/p2p-CODE; created if missing)")
+      ->type_name("DIR");
   for (auto* sub : {p2p, join}) {
     sub->add_option("--p2p-attempt-timeout", g.attempt_timeout,
                     "give up on a direct path this long after both peers fire (default 8s)");
@@ -698,6 +742,9 @@ int main(int argc, char** argv) {
   }
   base::init_crypto();
   std::signal(SIGPIPE, SIG_IGN);
+  // A sharing peer A holds a descriptor for every file B keeps open (the exporter's
+  // max_handles) besides its own work.
+  io::raise_open_file_limit();
 
   if (p2p->parsed()) {
     return cmd_p2p(g, dir);

@@ -1,12 +1,15 @@
 #include "client/p2p_session.h"
 
 #include <algorithm>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <filesystem>
 
 #include "base/log.h"
 #include "client/nat_probe.h"
 #include "io/interfaces.h"
 #include "pake/error.h"
 #include "pake/handshake.h"
+#include "quic/core/errc.h"
 
 namespace peertun::client {
 namespace {
@@ -67,16 +70,92 @@ control::PathReport path_report(control::PathOutcome outcome, std::string reason
   return control::PathReport{outcome, std::move(reason), rtt_ms};
 }
 
+// The shared folder as B's "Mounted ... at" line shows it: as the user typed it when that
+// is a short relative path ("./shared"), else its last component; never A's full
+// absolute path.
+std::string share_display_name(const std::string& dir) {
+  auto printable = [](const std::string& s) {
+    return !s.empty() && s.size() <= kMaxShareNameBytes &&
+           std::none_of(s.begin(), s.end(), [](char c) {
+             const auto u = static_cast<unsigned char>(c);
+             return u < 0x20 || u == 0x7f;
+           });
+  };
+  if (dir.front() != '/' && printable(dir)) {
+    return dir;
+  }
+  auto name = std::filesystem::path(dir).lexically_normal().filename().string();
+  if (name.empty()) {
+    name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
+  }
+  return printable(name) ? name : "shared folder";
+}
+
 }  // namespace
 
 io::Task<std::optional<Failure>> P2pSession::share() { return run(true, std::nullopt); }
 
 io::Task<std::optional<Failure>> P2pSession::join(pake::JoinCode code) {
+  code_text_ = pake::format_join_code(code);
+  nameplate_ = code.nameplate;
   return run(false, std::move(code));
+}
+
+io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::JoinCode> code) {
+  executor_ = co_await io::asio::this_coro::executor;
+  auto result = co_await run_session(is_a, std::move(code));
+  stopping_ = true;  // whatever still runs (the tunnel's coroutines) must not finish() again
+  if (exporter_) {
+    exporter_->stop();
+  }
+  // Unmount before closing the channel: closing it fails the requests still waiting for
+  // A, which the mount would take for A going away.
+  co_await unmount();
+  if (share_channel_) {
+    share_channel_->close();
+  }
+  co_return result;
+}
+
+io::Task<void> P2pSession::unmount() {
+  using namespace boost::asio::experimental::awaitable_operators;
+  if (!mount_) {
+    co_return;
+  }
+  if (!mount_->unmounted()) {
+    if (peer_left_) {
+      mount_->channel_failed();  // readers see EIO for a moment, then the mount goes
+    } else {
+      mount_->unmount();
+    }
+    // Bounded: a mount that cannot go away must not keep the process forever.
+    io::asio::steady_timer limit(executor_, kUnmountTimeout);
+    co_await (mount_->wait_unmounted() || limit.async_wait(io::use_nothrow));
+  }
+  std::string why;
+  switch (mount_->end_reason()) {
+    case share::MountEnd::KernelUnmounted:
+      why = "unmounted from outside";
+      break;
+    case share::MountEnd::ChannelFailed:
+      why = peer_left_ ? "peer A left" : "peer A went away";
+      break;
+    case share::MountEnd::Unmounted:
+      why = peer_left_ ? "peer A left" : "stopped";
+      break;
+    case share::MountEnd::Mounted:
+      why = "still mounted after " + std::to_string(kUnmountTimeout.count()) +
+            "s; detach it with umount -l";
+      break;
+  }
+  observer_.unmounted(mount_->mountpoint(), why);
 }
 
 void P2pSession::stop() {
   stopping_ = true;
+  if (mount_) {
+    mount_->unmount();  // first: the channel's end below is then no failure to report
+  }
   if (punch_) {
     punch_->stop();
   }
@@ -308,8 +387,16 @@ void P2pSession::on_data_datagram(const io::ReceivedDatagram& datagram) {
       peer_info_ && ((peer_info_->reflexive && peer_info_->reflexive->ip() == ip.unmapped()) ||
                      std::any_of(peer_info_->host.begin(), peer_info_->host.end(),
                                  [&](const auto& h) { return h.ip() == ip.unmapped(); }));
-  if (from_peer && early_datagrams_.size() < kMaxEarlyDatagrams) {
-    early_datagrams_.emplace_back(datagram.data.begin(), datagram.data.end());
+  if (!from_peer) {
+    return;
+  }
+  // A GRO batch holds several datagrams: keep each alone, as it is replayed.
+  const std::size_t segment =
+      datagram.segment_size != 0 ? datagram.segment_size : datagram.data.size();
+  for (std::size_t off = 0;
+       off < datagram.data.size() && early_datagrams_.size() < kMaxEarlyDatagrams; off += segment) {
+    const auto piece = datagram.data.subspan(off, std::min(segment, datagram.data.size() - off));
+    early_datagrams_.emplace_back(piece.begin(), piece.end());
   }
 }
 
@@ -331,6 +418,9 @@ void P2pSession::start_tunnel(bool is_a, const base::SocketAddress& remote) {
   const auto now = quic::Clock::now();
   quic::Config config;
   config.congestion_control = settings_.congestion_control;
+  if (is_a && settings_.share_dir && !settings_.send_file) {
+    config.stream_send_buffer = kShareStreamSendBuffer;  // see share_channel.h
+  }
   auto connection = is_a ? quic::Connection::server(identity_, *fingerprint, config, now)
                          : quic::Connection::client(identity_, *fingerprint, config, now);
   if (!connection) {
@@ -388,7 +478,79 @@ io::Task<void> P2pSession::run_tunnel(bool is_a, std::shared_ptr<quic::Session> 
     // The receiver's work is done: close QUIC cleanly (the sender has our digest) and end.
     co_await session->close(0, "done", std::chrono::seconds(2));
     finish(std::nullopt);
+    co_return;
   }
+  if (is_a && settings_.share_dir && !settings_.send_file) {
+    co_await serve_folder(session);
+  } else if (!is_a && settings_.mount) {
+    co_await mount_folder(session);
+  }
+}
+
+io::Task<void> P2pSession::serve_folder(std::shared_ptr<quic::Session> session) {
+  auto exporter = share::Exporter::create(executor_, *settings_.share_dir, {});
+  if (!exporter) {
+    finish(Failure{1, "cannot share " + *settings_.share_dir + ": " + exporter.error().message()});
+    co_return;
+  }
+  exporter_ = *exporter;
+  log().info("share.serving");
+  observer_.sharing(*settings_.share_dir, 'B');
+  const auto ended = co_await serve_share(session, exporter_);
+  exporter_->stop();
+  if (stopping_) {
+    co_return;
+  }
+  log().info("share.ended reason=\"{}\"", ended.message());
+  if (ended == ShareErrc::ProtocolError) {
+    finish(Failure{1, "peer B broke the share protocol; stopped sharing"});
+    co_return;
+  }
+  // B unmounted and closed QUIC (the relay also tells us it left), or the path died.
+  if (ended == quic::Errc::ClosedByPeer) {
+    observer_.peer_left('B');
+    finish(std::nullopt);
+    co_return;
+  }
+  finish(Failure{1, "the connection with peer B ended: " + ended.message()});
+}
+
+io::Task<void> P2pSession::mount_folder(std::shared_ptr<quic::Session> session) {
+  share_channel_ = QuicShareChannel::start(executor_, session, [this](base::ErrorCode ec) {
+    log().info("share.channel_failed reason=\"{}\"", ec.message());
+    if (mount_) {
+      mount_->channel_failed();
+    }
+  });
+  share::MountOptions options;
+  // DESIGN.md's /tmp/p2p-<code>: the secret in it is harmless by now, because the relay
+  // burnt the nameplate when we joined. The source in /proc/mounts names the nameplate.
+  options.mountpoint = settings_.mount_dir.value_or(share::default_mountpoint(code_text_));
+  // A crashed run's mount stays behind under another code: clean those first (only the
+  // ones whose peertun is gone).
+  share::clean_stale_mounts(share::default_mountpoint(""));
+  options.fsname = "peertun:" + nameplate_;
+  auto mounted = co_await share::Mount::start(executor_, share_channel_, options);
+  if (!mounted) {
+    if (!stopping_) {
+      finish(Failure{1, "cannot mount peer A's folder at " + options.mountpoint + ": " +
+                            mounted.error().message()});
+    }
+    co_return;
+  }
+  mount_ = *mounted;
+  if (stopping_) {
+    co_return;  // run() unmounts it
+  }
+  log().info("share.mounted mountpoint={}", mount_->mountpoint());
+  observer_.mounted(peer_info_->share_name.value_or("peer A's folder"), mount_->mountpoint());
+  co_await mount_->wait_unmounted();
+  if (stopping_) {
+    co_return;
+  }
+  // Unmounted from outside (fusermount3 -u), or A's channel failed: the session is over.
+  co_await session->close(0, "unmounted", std::chrono::seconds(1));
+  finish(std::nullopt);
 }
 
 void P2pSession::finish(std::optional<Failure> failure) {
@@ -405,9 +567,9 @@ void P2pSession::finish(std::optional<Failure> failure) {
   }
 }
 
-io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::JoinCode> code) {
+io::Task<std::optional<Failure>> P2pSession::run_session(bool is_a,
+                                                         std::optional<pake::JoinCode> code) {
   const char peer_role = is_a ? 'B' : 'A';
-  executor_ = co_await io::asio::this_coro::executor;
   // However run() ends, the punch driver's loops and QUIC end with it.
   struct StopPunch {
     P2pSession* session;
@@ -425,6 +587,9 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
   } stop_punch{this};
   if (auto failed = make_identity()) {
     co_return failed;
+  }
+  if (is_a && settings_.share_dir && !settings_.send_file) {
+    ours_.share_name = share_display_name(*settings_.share_dir);
   }
   auto connected = co_await ControlClient::connect(settings_.relay, settings_.token);
   if (!connected.client) {
@@ -606,6 +771,7 @@ io::Task<std::optional<Failure>> P2pSession::run(bool is_a, std::optional<pake::
               return;
             }
             if (peer_info_) {
+              peer_left_ = true;
               observer_.peer_left(peer_role);
               finished = true;
               return;

@@ -22,10 +22,13 @@
 #include "client/peer_path.h"
 #include "client/punch_driver.h"
 #include "client/relay_target.h"
+#include "client/share_channel.h"
 #include "io/udp_socket.h"
 #include "pake/join_code.h"
 #include "quic/core/identity.h"
 #include "quic/driver/session.h"
+#include "share/exporter/exporter.h"
+#include "share/fuse/mount.h"
 #include "traversal/nat_behavior.h"
 #include "traversal/punch_agent.h"
 
@@ -38,6 +41,9 @@ inline constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 inline constexpr auto kPeerGoneGrace = std::chrono::seconds(2);
 // STUN transaction budget (RFC 8489 §6.2.1 retransmits inside it).
 inline constexpr auto kStunTimeout = std::chrono::milliseconds(3000);
+// How long B waits for its FUSE mount to go away when the session ends (requests still
+// waiting for A are answered EIO at once; the detach itself is lazy).
+inline constexpr auto kUnmountTimeout = std::chrono::seconds(5);
 
 struct P2pSettings {
   RelayTarget relay;
@@ -52,6 +58,13 @@ struct P2pSettings {
   std::optional<std::string> receive_dir;
   // `--quic-cc`: the sender's congestion control (only the sending side's choice acts).
   quic::CongestionControl congestion_control = quic::CongestionControl::Bbr;
+  // Peer A: the folder to share (`peertun p2p DIR`), served read-only over QUIC; its
+  // name as the user gave it goes to B for B's "Mounted" line.
+  std::optional<std::string> share_dir;
+  // Peer B: mount A's folder (unless --receive); at `mount_dir` (--mount), else at
+  // /tmp/p2p-<join code>.
+  bool mount = false;
+  std::optional<std::string> mount_dir;
 };
 
 // What the user is told; the app prints it (human lines or JSON).
@@ -78,6 +91,12 @@ class P2pObserver {
   virtual void path_moved(const base::SocketAddress& /*remote*/) {}
   // QUIC is up on the direct path, the peer's certificate matched its fingerprint.
   virtual void quic_connected(char /*peer_role*/) {}
+  // Peer A: peer B's requests are being served from `share_dir`.
+  virtual void sharing(const std::string& /*share_dir*/, char /*peer_role*/) {}
+  // Peer B: A's folder (`share_name` as A named it) is mounted at `mountpoint`.
+  virtual void mounted(const std::string& /*share_name*/, const std::string& /*mountpoint*/) {}
+  // Peer B: the mount is gone (`why`: Ctrl-C, peer left, unmounted from outside).
+  virtual void unmounted(const std::string& /*mountpoint*/, const std::string& /*why*/) {}
   virtual void file_sent(const TransferResult& /*result*/) {}
   virtual void file_received(const TransferResult& /*result*/, const std::string& /*dir*/) {}
 };
@@ -106,7 +125,14 @@ class P2pSession {
   [[nodiscard]] const std::optional<PeerInfo>& peer_info() const { return peer_info_; }
 
  private:
+  // run_session() and then the teardown that must finish before the process may exit
+  // (B's mount goes away, A's exporter stops).
   io::Task<std::optional<Failure>> run(bool is_a, std::optional<pake::JoinCode> code);
+  io::Task<std::optional<Failure>> run_session(bool is_a, std::optional<pake::JoinCode> code);
+  io::Task<void> unmount();
+  // Peer A serves its folder to B over QUIC; peer B mounts it.
+  io::Task<void> serve_folder(std::shared_ptr<quic::Session> session);
+  io::Task<void> mount_folder(std::shared_ptr<quic::Session> session);
   // Opens the data socket and fills ours_ (host candidates, STUN mapping, NAT verdict).
   io::Task<std::optional<Failure>> gather();
   // Both peers' candidates are known: decide whether to punch, then start answering
@@ -151,6 +177,13 @@ class P2pSession {
   // Armed when the peer leaves mid-transfer (see kPeerGoneGrace).
   std::optional<io::asio::steady_timer> peer_gone_timer_;
   std::optional<Failure> finish_failure_;
+  // The join code as the user gave it (B), for the default mountpoint /tmp/p2p-<code>.
+  std::string code_text_;
+  std::string nameplate_;
+  std::shared_ptr<share::Exporter> exporter_;
+  std::shared_ptr<QuicShareChannel> share_channel_;
+  std::shared_ptr<share::Mount> mount_;
+  bool peer_left_ = false;
 };
 
 }  // namespace peertun::client

@@ -25,6 +25,9 @@ std::string encode_peer_info(const PeerInfo& info) {
   if (info.fingerprint) {
     o["fingerprint"] = *info.fingerprint;
   }
+  if (info.share_name) {
+    o["share_name"] = *info.share_name;
+  }
   return json::serialize(o);
 }
 
@@ -81,6 +84,18 @@ base::Result<PeerInfo> decode_peer_info(std::string_view text) {
       return invalid;
     }
     info.fingerprint = std::string(*hex);
+  }
+  if (const auto* n = o.if_contains("share_name")) {
+    const json::string* name = n->if_string();
+    // Shown on B's terminal: no escape sequences or line breaks from the peer.
+    if (name == nullptr || name->empty() || name->size() > kMaxShareNameBytes ||
+        std::any_of(name->begin(), name->end(), [](char c) {
+          const auto u = static_cast<unsigned char>(c);
+          return u < 0x20 || u == 0x7f;
+        })) {
+      return invalid;
+    }
+    info.share_name = std::string(*name);
   }
   if (const auto* n = o.if_contains("nat")) {
     auto verdict = traversal::nat_verdict_from_json(*n);

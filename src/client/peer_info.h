@@ -17,6 +17,7 @@ namespace peertun::client {
 inline constexpr std::size_t kMaxPeerInfoBytes = std::size_t{8} * 1024;
 inline constexpr std::size_t kMaxHostCandidates = 32;
 inline constexpr std::size_t kFingerprintHexLength = 64;
+inline constexpr std::size_t kMaxShareNameBytes = 255;
 
 struct PeerInfo {
   std::optional<base::SocketAddress> reflexive;  // from the relay's STUN; absent if UDP failed
@@ -27,6 +28,10 @@ struct PeerInfo {
   // SHA-256 of the sender's ephemeral QUIC certificate (64 lower-case hex digits): the
   // other side's TLS handshake accepts only this certificate (docs/protocol/quic.md).
   std::optional<std::string> fingerprint;
+  // Peer A's shared folder as A named it ("./shared"), for B's "Mounted ./shared at ..."
+  // line: 1..kMaxShareNameBytes bytes, no control characters. Absent on B, or when A
+  // pushes a file instead of sharing.
+  std::optional<std::string> share_name;
   friend bool operator==(const PeerInfo&, const PeerInfo&) = default;
 };
 

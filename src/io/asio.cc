@@ -1,5 +1,7 @@
 #include "io/asio.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <cstring>
 
@@ -57,6 +59,14 @@ Task<bool> sleep_for(std::chrono::steady_clock::duration d) {
   asio::steady_timer timer(co_await asio::this_coro::executor, d);
   auto [ec] = co_await timer.async_wait(use_nothrow);
   co_return !ec;
+}
+
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);  // best effort: the default limit still works
+  }
 }
 
 }  // namespace peertun::io

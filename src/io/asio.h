@@ -35,6 +35,10 @@ asio::ip::tcp::endpoint to_tcp(const base::SocketAddress& a);
 void log_task_exception(std::exception_ptr e, const char* task_name);
 std::uint64_t escaped_exception_count();
 
+// Raises this process's soft limit on open files to the hard limit: the relay holds a
+// socket per session, and a sharing peer a descriptor per file its peer keeps open.
+void raise_open_file_limit();
+
 // Sleeps on a timer; returns false when cancelled.
 Task<bool> sleep_for(std::chrono::steady_clock::duration d);
 

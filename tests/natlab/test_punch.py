@@ -88,6 +88,7 @@ class PunchLabBase(unittest.TestCase):
     def tearDown(self):
         for p in reversed(self.procs):
             p.stop()
+        harness.unmount_below(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start(self, l, node, argv):
@@ -106,7 +107,10 @@ class PunchLabBase(unittest.TestCase):
         a = self.start(l, "a", [harness.PEERTUN, *common, "p2p", share,
                                 "--p2p-attempt-timeout", ATTEMPT_TIMEOUT, *extra])
         code = a.wait_event("join_code", timeout=STEP_TIMEOUT_S)["code"]
-        b = self.start(l, "b", [harness.PEERTUN, *common, "p2p-join", code,
+        # B mounts A's folder once QUIC is up; below this test's folder, so that a B
+        # killed at teardown leaves no stale mount in /tmp.
+        mnt = os.path.join(self.tmp, f"mnt-{len(self.procs)}")
+        b = self.start(l, "b", [harness.PEERTUN, *common, "p2p-join", code, "--mount", mnt,
                                 "--p2p-attempt-timeout", ATTEMPT_TIMEOUT, *extra])
         punch_b = b.wait_event("punch", timeout=STEP_TIMEOUT_S)
         punch_a = a.wait_event("punch", timeout=STEP_TIMEOUT_S)
@@ -218,7 +222,8 @@ class PunchLabExtras(PunchLabBase):
             common = ["--relay", f"{l.relay_ip}:{RELAY_PORT}", "--token", TOKEN]
             a = self.start(l, "a", [harness.PEERTUN, *common, "p2p", share])
             code = a.wait_line(r"Join code: (pt-p2p-\S+)", timeout=STEP_TIMEOUT_S).group(1)
-            b = self.start(l, "b", [harness.PEERTUN, *common, "p2p-join", code])
+            b = self.start(l, "b", [harness.PEERTUN, *common, "p2p-join", code,
+                                    "--mount", os.path.join(self.tmp, "mnt")])
             b.wait_line(r"^\u2713 STUN: my public address is " + re.escape(l.wan_ip("b")),
                         timeout=STEP_TIMEOUT_S)
             b.wait_line(r"^\u2713 Peer A is at " + re.escape(l.wan_ip("a")),

@@ -321,6 +321,26 @@ def hello(ws, token=TOKEN):
     return ws.recv_json()
 
 
+def mounts_below(directory):
+    """Mount points at or below `directory` (from /proc/self/mountinfo)."""
+    prefix = os.path.realpath(directory)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return found
+
+
+def unmount_below(directory):
+    """Lazily unmounts what a test left mounted below `directory` (a peer killed with
+    SIGKILL leaves its FUSE mount behind)."""
+    for point in reversed(mounts_below(directory)):
+        subprocess.run(["umount", "-l", point], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10, check=False)
+
+
 class PeertunTestCase(unittest.TestCase):
     """Stops every process a test started, even when it fails."""
 
@@ -331,6 +351,7 @@ class PeertunTestCase(unittest.TestCase):
     def tearDown(self):
         for p in reversed(self.procs):
             p.stop()
+        unmount_below(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def keep(self, proc):
@@ -340,7 +361,14 @@ class PeertunTestCase(unittest.TestCase):
     def relay(self, *extra, **kw):
         return self.keep(Relay(*extra, **kw))
 
-    def peer(self, *args, **kw):
+    def peer(self, *args, mount_here=True, **kw):
+        """A peertun process. A joiner that neither receives a file nor names a mount
+        point mounts under this test's temporary folder (torn down with it), unless
+        mount_here=False (the default /tmp/p2p-CODE)."""
+        if (mount_here and args and args[0] == "p2p-join" and "--mount" not in args
+                and "--receive" not in args):
+            self.mounts = getattr(self, "mounts", 0) + 1
+            args = (*args, "--mount", os.path.join(self.tmp, f"mnt-{self.mounts}"))
         return self.keep(peertun(*args, **kw))
 
     def share_dir(self):

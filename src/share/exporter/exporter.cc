@@ -346,7 +346,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::LookupRequest& r) {
         if (!st) {
           return st.error();
         }
-        const auto id = self.nodes_.add_lookup(detail::identity_of(*st), std::move(child));
+        const auto id = self.nodes_.add_lookup(detail::identity_of(*st), std::move(child),
+                                               detail::is_single_link(*st));
         if (!id) {
           self.note_node_limit();
           return detail::errno_error(ENOMEM);
@@ -397,7 +398,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::ReadDirRequest& r) {
         answer.entries.reserve(page->entries.size());
         for (auto& raw : page->entries) {
           const auto id = self.nodes_.add_lookup(detail::identity_of(raw.st),
-                                                 detail::join_path(dir_path, raw.name));
+                                                 detail::join_path(dir_path, raw.name),
+                                                 detail::is_single_link(raw.st));
           if (!id) {
             // Node table full: answer what fits; the last cookie resumes after it.
             self.note_node_limit();

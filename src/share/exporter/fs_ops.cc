@@ -201,7 +201,11 @@ base::Result<struct stat> lookup(const Tree& tree, const std::string& parent_pat
   if (!S_ISDIR(dir->st.st_mode)) {
     return errno_error(ENOTDIR);
   }
-  auto child = open_beneath(tree.root_fd, child_path, O_PATH | O_NOFOLLOW);
+  // Relative to the parent just checked, not by the full path again: the parent may be
+  // renamed and replaced in between, and the child must come from the checked one.
+  const auto slash = child_path.rfind('/');
+  const std::string name = slash == std::string::npos ? child_path : child_path.substr(slash + 1);
+  auto child = open_beneath(dir->fd.get(), name, O_PATH | O_NOFOLLOW);
   if (!child) {
     return child.error();
   }

@@ -56,6 +56,10 @@ struct Identity {
   bool operator==(const Identity&) const = default;
 };
 [[nodiscard]] Identity identity_of(const struct stat& st);
+// A non-directory with one link: its (dev, ino) met under another path may be a new file.
+[[nodiscard]] inline bool is_single_link(const struct stat& st) {
+  return !S_ISDIR(st.st_mode) && st.st_nlink == 1;
+}
 
 // What a Read compares with the Open: any difference means the file changed.
 struct Snapshot {

@@ -21,24 +21,32 @@ const NodeTable::Node* NodeTable::find(proto::NodeId id) const {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
-std::optional<proto::NodeId> NodeTable::add_lookup(const Identity& identity, std::string path) {
+std::optional<proto::NodeId> NodeTable::add_lookup(const Identity& identity, std::string path,
+                                                   bool single_link) {
   if (const auto it = by_identity_.find(identity); it != by_identity_.end()) {
     if (it->second == proto::kRootNode) {
       return proto::kRootNode;  // e.g. a bind mount of the root inside itself
     }
     Node& node = nodes_.at(it->second);
+    if (single_link && node.path != path) {
+      return add_node(identity, std::move(path));
+    }
     node.path = std::move(path);
     if (node.lookups < UINT64_MAX) {
       ++node.lookups;
     }
     return it->second;
   }
+  return add_node(identity, std::move(path));
+}
+
+std::optional<proto::NodeId> NodeTable::add_node(const Identity& identity, std::string path) {
   if (nodes_.size() - 1 >= max_nodes_) {
     return std::nullopt;
   }
   const proto::NodeId id = next_id_++;
   nodes_.emplace(id, Node{.path = std::move(path), .identity = identity, .lookups = 1});
-  by_identity_.emplace(identity, id);
+  by_identity_.insert_or_assign(identity, id);  // the newest node of an identity wins
   return id;
 }
 
@@ -54,7 +62,11 @@ void NodeTable::forget(proto::NodeId id, std::uint64_t count) {
     it->second.lookups -= count;
     return;
   }
-  by_identity_.erase(it->second.identity);
+  // An older node of a reused identity no longer owns the identity's entry.
+  if (const auto owner = by_identity_.find(it->second.identity);
+      owner != by_identity_.end() && owner->second == id) {
+    by_identity_.erase(owner);
+  }
   nodes_.erase(it);
 }
 

@@ -35,7 +35,12 @@ class NodeTable {
   [[nodiscard]] const Node* find(proto::NodeId id) const;
   // Adds one lookup to the node of `identity`, creating it (at `path`) or moving it to
   // `path`. The root's identity gives kRootNode. nullopt when the table is full.
-  [[nodiscard]] std::optional<proto::NodeId> add_lookup(const Identity& identity, std::string path);
+  // `single_link`: a non-directory with one link. Such an identity met under another
+  // path is taken for a new file (a new node): the filesystem may have reused the inode
+  // number of a deleted file, and B must never see the old name's node serve the new
+  // file's bytes. (A rename then also shows as a new file, which is merely uncached.)
+  [[nodiscard]] std::optional<proto::NodeId> add_lookup(const Identity& identity, std::string path,
+                                                        bool single_link);
   // Drops `count` lookups (all it has, if fewer); unknown ids and the root are ignored.
   void forget(proto::NodeId id, std::uint64_t count);
   // Forgets every node but the root.
@@ -50,6 +55,8 @@ class NodeTable {
   };
 
   std::unordered_map<proto::NodeId, Node> nodes_;
+  [[nodiscard]] std::optional<proto::NodeId> add_node(const Identity& identity, std::string path);
+
   std::unordered_map<Identity, proto::NodeId, IdentityHash> by_identity_;
   // Ids are never reused, so a stale id from B can never name a newer file.
   proto::NodeId next_id_ = proto::kRootNode + 1;

@@ -840,6 +840,25 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
     pending_.emplace(token, req);
     in_flight_ = pending_.size();
     call_peer(token, std::move(body), std::make_shared<const Answer>(std::move(answer)), 0);
+    // Every wait has a bound: a peer whose disk hangs (an NFS mount inside the share)
+    // must not keep B's callers in uninterruptible sleep. A late answer then finds no
+    // kernel request and takes the same path as one after EIO (a late Lookup is
+    // forgotten at A again).
+    const auto deadline =
+        std::make_shared<asio::steady_timer>(executor_, options_.answer_deadline);
+    deadline->async_wait([weak = weak_from_this(), deadline, token](boost::system::error_code) {
+      const auto self = weak.lock();
+      if (!self) {
+        return;
+      }
+      if (const auto it = self->pending_.find(token); it != self->pending_.end()) {
+        log().warn("fuse.request_timeout after_ms={}", self->options_.answer_deadline.count());
+        fuse_req_t waiting = it->second;
+        self->pending_.erase(it);
+        self->in_flight_ = self->pending_.size();
+        self->reply_eio(waiting);
+      }
+    });
   }
 
   void call_peer(std::uint64_t token, proto::RequestBody body, std::shared_ptr<const Answer> answer,

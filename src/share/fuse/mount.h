@@ -90,6 +90,10 @@ struct MountOptions {
   std::uint16_t max_background = 32;
 
   std::chrono::milliseconds hello_timeout{std::chrono::seconds(10)};
+  // How long a kernel request may wait for A's answer before its caller gets EIO (every
+  // wait has a bound: a hung disk on A must not hang B's processes). A live peer answers
+  // in round trips; a minute covers a slow disk and a long path.
+  std::chrono::milliseconds answer_deadline{std::chrono::seconds(60)};
   // After the channel failed: how long every request is answered EIO (readers see EIO,
   // not ENOTCONN) before the mount goes away.
   std::chrono::milliseconds failed_linger{std::chrono::seconds(1)};

@@ -185,7 +185,11 @@ bool mount_owner_alive(const MountInfoEntry& entry) {
 int clean_stale_mounts_under(std::string_view prefix) {
   int cleaned = 0;
   for (const auto& entry : read_mountinfo()) {
+    // Only mount points named like ours (prefix + one name, nothing below it), and only
+    // those whose peertun is gone.
     if (entry.fs_type != kFuseType || entry.mount_point.rfind(prefix, 0) != 0 ||
+        entry.mount_point.size() == prefix.size() ||
+        entry.mount_point.find('/', prefix.size()) != std::string::npos ||
         mount_owner_alive(entry)) {
       continue;
     }

@@ -21,6 +21,7 @@ TEST(PeerInfoTest, RoundTrips) {
                                               std::nullopt);
   ASSERT_EQ(info.nat->mapping, traversal::MappingBehavior::AddressAndPortDependent);
   info.fingerprint = std::string(64, 'a');
+  info.share_name = "./my shared f\xc3\xb6lder";
   back = decode_peer_info(encode_peer_info(info));
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, info);
@@ -43,6 +44,11 @@ TEST(PeerInfoTest, RejectsMalformed) {
         "{\"v\":1,\"type\":\"peer_info\",\"nat\":7}",
         "{\"v\":1,\"type\":\"peer_info\",\"fingerprint\":\"abc\"}",
         "{\"v\":1,\"type\":\"peer_info\",\"fingerprint\":7}",
+        // A share name is printed on the peer's terminal: no escapes, no line breaks.
+        "{\"v\":1,\"type\":\"peer_info\",\"share_name\":\"\"}",
+        "{\"v\":1,\"type\":\"peer_info\",\"share_name\":\"a\\u001b[2Jb\"}",
+        "{\"v\":1,\"type\":\"peer_info\",\"share_name\":\"a\\nb\"}",
+        "{\"v\":1,\"type\":\"peer_info\",\"share_name\":3}",
         "{\"v\":1,\"type\":\"peer_info\",\"nat\":{\"public\":\"x\"}}"}) {
     EXPECT_FALSE(decode_peer_info(bad)) << bad;
   }
@@ -53,6 +59,8 @@ TEST(PeerInfoTest, RejectsMalformed) {
   many += "]}";
   EXPECT_FALSE(decode_peer_info(many));
   EXPECT_FALSE(decode_peer_info(std::string(kMaxPeerInfoBytes + 1, ' ')));
+  EXPECT_FALSE(decode_peer_info("{\"v\":1,\"type\":\"peer_info\",\"share_name\":\"" +
+                                std::string(kMaxShareNameBytes + 1, 'x') + "\"}"));
 }
 
 TEST(PeerInfoTest, IgnoresUnknownFieldsForForwardCompatibility) {

@@ -9,6 +9,7 @@
 
 #include "quic/core/errc.h"
 #include "quic/driver/direct_path.h"
+#include "support/quic_loopback.h"
 #include "test_data.h"
 
 namespace peertun::quic {
@@ -18,52 +19,8 @@ using namespace std::chrono_literals;
 
 // co_spawn completion: an escaped exception is a bug; it is logged and counted.
 void logged(std::exception_ptr e) { io::log_task_exception(e, "quic.test"); }
-void logged_ec(std::exception_ptr e, base::ErrorCode) { io::log_task_exception(e, "quic.rx"); }
 
-struct Endpoint {
-  std::shared_ptr<DirectPath> path;
-  std::shared_ptr<Session> session;
-};
-
-struct Loopback {
-  explicit Loopback(Config config = {}, std::optional<Fingerprint> b_expects = std::nullopt) {
-    auto id_a = Identity::generate();
-    auto id_b = Identity::generate();
-    const auto local = *base::SocketAddress::parse("127.0.0.1:0");
-    auto pa = DirectPath::open(ctx.get_executor(), local);
-    auto pb = DirectPath::open(ctx.get_executor(), local);
-    EXPECT_TRUE(id_a && id_b && pa && pb);
-    (*pa)->set_remote((*pb)->local_address());
-    (*pb)->set_remote((*pa)->local_address());
-    const auto now = Clock::now();
-    auto ca = Connection::server(*id_a, (*id_b)->fingerprint(), config, now);
-    auto cb = Connection::client(*id_b, b_expects.value_or((*id_a)->fingerprint()), config, now);
-    EXPECT_TRUE(ca && cb);
-    a = {*pa, Session::create(ctx.get_executor(), std::move(*ca), *pa)};
-    b = {*pb, Session::create(ctx.get_executor(), std::move(*cb), *pb)};
-    for (auto* e : {&a, &b}) {
-      io::asio::co_spawn(ctx, DirectPath::run_receive(e->path, e->session), logged_ec);
-      e->session->start();
-    }
-  }
-
-  // Runs until `done` or the (generous) time limit; then stops everything.
-  void run(const bool& done, std::chrono::seconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (!done && std::chrono::steady_clock::now() < end && !ctx.stopped()) {
-      ctx.run_for(100ms);
-    }
-    for (auto* e : {&a, &b}) {
-      e->session->stop();
-      e->path->close();
-    }
-    ctx.run_for(1s);
-  }
-
-  io::asio::io_context ctx;
-  Endpoint a;  // server, peer A
-  Endpoint b;  // client, peer B
-};
+using Loopback = ::peertun::test::QuicLoopback;
 
 struct Outcome {
   base::ErrorCode error;
@@ -133,6 +90,7 @@ io::Task<void> receive_all(std::shared_ptr<Session> s, std::shared_ptr<Outcome> 
 
 TEST(SessionTest, OneGibOverLoopbackArrivesIntact) {
   Loopback net;
+  ASSERT_TRUE(net.ok());
   constexpr std::uint64_t kBytes = 1ull << 30;
   auto sent = std::make_shared<Outcome>();
   auto received = std::make_shared<Outcome>();
@@ -161,6 +119,7 @@ TEST(SessionTest, PinMismatchFailsBothHandshakesWithAClearError) {
   Fingerprint wrong;
   wrong.bytes.fill(1);
   Loopback net({}, wrong);
+  ASSERT_TRUE(net.ok());
   auto a = std::make_shared<Outcome>();
   auto b = std::make_shared<Outcome>();
   io::asio::co_spawn(net.ctx, handshake_only(net.a.session, a), logged);
@@ -206,6 +165,7 @@ io::Task<void> datagram_echo_check(std::shared_ptr<Session> client, std::shared_
 
 TEST(SessionTest, DatagramsAndGracefulClose) {
   Loopback net;
+  ASSERT_TRUE(net.ok());
   auto out = std::make_shared<Outcome>();
   io::asio::co_spawn(net.ctx, datagram_echo_check(net.b.session, net.a.session, out), logged);
   const auto end = std::chrono::steady_clock::now() + 30s;

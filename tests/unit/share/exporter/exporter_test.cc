@@ -722,6 +722,27 @@ TEST_F(ExporterTest, HardLinksShareOneNode) {
   EXPECT_EQ(exporter_->known_nodes(), 1U);
 }
 
+TEST_F(ExporterTest, ASingleLinkFileUnderAnotherNameIsANewNode) {
+  // A filesystem may give a new file the inode number of a deleted one; B must never see
+  // the deleted name's node serve the new file. The same (dev, ino) with one link under
+  // another path is therefore a new node (which also covers a rename).
+  write_file(share_ / "old", "old bytes");
+  start_with_hello();
+  const NodeId old_node = lookup(proto::kRootNode, "old");
+  fs::rename(share_ / "old", share_ / "new");
+  const NodeId new_node = lookup(proto::kRootNode, "new");
+  EXPECT_NE(new_node, old_node);
+  EXPECT_EQ(read_ok(open(new_node), 0, 100), "old bytes");
+  // The old node still names the old path, which is gone.
+  EXPECT_EQ(call(proto::GetAttrRequest{.node = old_node}).error,
+            static_cast<std::uint32_t>(ESTALE));
+  // Both are forgotten independently; the newer node owns the identity.
+  send_unanswered(proto::ForgetRequest{.nodes = {{old_node, 1}}});
+  EXPECT_EQ(lookup(proto::kRootNode, "new"), new_node);
+  send_unanswered(proto::ForgetRequest{.nodes = {{new_node, 2}}});
+  EXPECT_EQ(exporter_->known_nodes(), 1U);
+}
+
 // ---- ReadDir ----
 
 TEST_F(ExporterTest, ReadDirCookiesAcrossSeveralCalls) {

@@ -646,6 +646,37 @@ TEST_F(MountTest, UnmountWhileAReaderWaitsOnASlowPeer) {
   EXPECT_TRUE(eventually([&] { return exporter_nodes() == 1; }));
 }
 
+// Every wait has a bound: a peer that never answers (a hung disk on A) gives the caller
+// EIO after answer_deadline, and the mount stays usable; the late answer harms nothing.
+TEST_F(MountTest, ARequestAUnansweredPastTheDeadlineGetsEio) {
+  write_file(root_ / "file.bin", random_bytes(1U << 20, 5));
+  start_peer();
+  auto opts = options();
+  opts.answer_deadline = 1s;
+  auto started = start_mount(opts);
+  ASSERT_TRUE(started) << started.error().message();
+  mount_ = *started;
+  const int fd = bounded([&] { return ::open(m("file.bin").c_str(), O_RDONLY | O_CLOEXEC); });
+  ASSERT_GE(fd, 0);
+  channel_->pause();
+  const auto asked_at = std::chrono::steady_clock::now();
+  auto reader = std::async(std::launch::async, [fd] {
+    std::string buf(64 << 10, '\0');
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    return std::make_pair(n, errno);
+  });
+  ASSERT_EQ(reader.wait_for(10s), std::future_status::ready) << "the reader hangs";
+  const auto [n, err] = reader.get();
+  EXPECT_EQ(n, -1);
+  EXPECT_EQ(err, EIO);
+  EXPECT_GE(std::chrono::steady_clock::now() - asked_at, 900ms);
+  channel_->resume();
+  EXPECT_FALSE(mount_->unmounted());
+  std::string buf(16, '\0');
+  EXPECT_EQ(bounded([&] { return ::pread(fd, buf.data(), buf.size(), 0); }), 16);
+  bounded([fd] { return ::close(fd); });
+}
+
 // A slow peer never blocks the kernel queue: requests of several processes wait for A
 // at the same time, and all complete once A answers.
 TEST_F(MountTest, ManyRequestsWaitForASlowPeerAtOnce) {
