@@ -10,7 +10,12 @@
 // Integers big-endian. The receiver stores under DIR only (a bare file name: no '/',
 // no NUL, not "." or ".."), never over an existing file, and removes a partial file.
 //
-// Threading: the client's io_context thread; coroutine parameters are values.
+// Threading: the coroutines run on the client's io_context thread (parameters are values).
+// The disk work of each transfer (reading or writing, SHA-256, fsync, the sender's open)
+// runs on a worker thread of its own, at most 4 chunks of 256 KiB ahead of the network,
+// and comes back posted to the io_context: a slow disk (or a long fsync) never stalls
+// QUIC's timers and acknowledgements. Only metadata calls run inline: the receiver's open
+// (so that a refusal leaves at once) and removing a partial file after a failure.
 
 #include <array>
 #include <chrono>

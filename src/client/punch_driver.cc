@@ -9,9 +9,13 @@ namespace {
 
 spdlog::logger& log() { return base::logger("client.punch"); }
 
-// Once QUIC runs on the socket, one recvmmsg takes this many of its packets.
+// Once QUIC runs on the socket, one recvmmsg takes this many of its packets: without GRO
+// 64 datagrams (every protocol on the socket fits in 2 KiB); with GRO 16 coalesced buffers
+// of up to 64 KiB each (as quic::DirectPath), 1 MiB allocated once per driver.
 constexpr std::size_t kReceiveBatch = 64;
 constexpr std::size_t kMaxDatagram = 2048;
+constexpr std::size_t kGroReceiveBatch = 16;
+constexpr std::size_t kMaxCoalesced = 65535;
 
 }  // namespace
 
@@ -20,6 +24,11 @@ std::shared_ptr<PunchDriver> PunchDriver::start(io::Executor executor,
                                                 traversal::AgentConfig config,
                                                 OutcomeHandler on_outcome, Unclaimed unclaimed,
                                                 BatchEnd batch_end) {
+  // From here on this driver is the socket's only reader, and it splits coalesced
+  // datagrams; without GRO (old kernels) each datagram simply arrives alone.
+  if (!socket->enable_gro()) {
+    log().debug("punch.gro_unavailable");
+  }
   auto driver = std::make_shared<PunchDriver>(executor, std::move(socket), std::move(config),
                                               std::move(on_outcome), std::move(unclaimed),
                                               std::move(batch_end));
@@ -93,7 +102,12 @@ void PunchDriver::flush() {
       return;  // the handler stopped us
     }
   }
-  timer_.expires_at(agent_.next_deadline().value_or(traversal::TimePoint::max()));
+  // Only when the deadline moved: expires_at() cancels the pending wait, which would
+  // otherwise wake timer_loop after every received batch of a bulk transfer.
+  const auto deadline = agent_.next_deadline().value_or(traversal::TimePoint::max());
+  if (deadline != timer_.expiry()) {
+    timer_.expires_at(deadline);
+  }
 }
 
 // The unnamed parameter keeps the driver alive as long as the loop runs.
@@ -111,7 +125,8 @@ io::Task<void> PunchDriver::timer_loop(std::shared_ptr<PunchDriver> /*self*/) {
 }
 
 io::Task<void> PunchDriver::receive_loop(std::shared_ptr<PunchDriver> /*self*/) {
-  io::RecvBatch batch(kReceiveBatch, kMaxDatagram);
+  const bool gro = socket_->gro_enabled();
+  io::RecvBatch batch(gro ? kGroReceiveBatch : kReceiveBatch, gro ? kMaxCoalesced : kMaxDatagram);
   while (!stopped_) {
     auto count = co_await socket_->receive(batch);
     if (stopped_) {
@@ -127,14 +142,24 @@ io::Task<void> PunchDriver::receive_loop(std::shared_ptr<PunchDriver> /*self*/) 
       const auto& d = batch[i];
       // Candidates are plain addresses; a dual-stack socket reports v4 peers as mapped.
       const base::SocketAddress from(d.source.ip().unmapped(), d.source.port());
-      const bool ours =
-          stun::looks_like_stun(d.data) &&
-          agent_.on_datagram(from, d.data, now) == traversal::PunchAgent::Disposition::Consumed;
-      if (!ours && unclaimed_) {
-        auto handler = unclaimed_;  // survives a stop() from inside it
-        handler(d);
-        handed_on = true;
-      }
+      // A coalesced datagram may carry a check among QUIC packets: each STUN segment goes
+      // to the agent, each run of the others on as one batch.
+      split_segments(d.data, d.segment_size, [&](const SegmentRun& run) {
+        if (stopped_) {
+          return;
+        }
+        if (run.stun && agent_.on_datagram(from, run.data, now) ==
+                            traversal::PunchAgent::Disposition::Consumed) {
+          return;
+        }
+        if (auto handler = unclaimed_) {  // a copy: survives a stop() from inside it
+          io::ReceivedDatagram piece = d;
+          piece.data = run.data;
+          piece.segment_size = run.segment_size;
+          handler(piece);
+          handed_on = true;
+        }
+      });
     }
     if (handed_on && batch_end_ && !stopped_) {
       auto handler = batch_end_;

@@ -87,10 +87,8 @@ base::Result<UdpSocket> UdpSocket::open(Executor executor, const base::SocketAdd
     }
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   }
-  if (options.gro) {
-    // Best effort: without GRO every datagram simply arrives alone.
-    ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
-  }
+  // Best effort: without GRO every datagram simply arrives alone.
+  const bool gro = options.gro && ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   // Best effort: the kernel silently caps at rmem_max/wmem_max.
   socket.set_option(asio::socket_base::receive_buffer_size(options.buffer_bytes), ec);
   socket.set_option(asio::socket_base::send_buffer_size(options.buffer_bytes), ec);
@@ -103,7 +101,15 @@ base::Result<UdpSocket> UdpSocket::open(Executor executor, const base::SocketAdd
     return ec;
   }
   const bool v6 = endpoint.protocol() == asio::ip::udp::v6();
-  return UdpSocket(std::move(socket), v6, v6 && options.dual_stack);
+  return UdpSocket(std::move(socket), v6, v6 && options.dual_stack, gro);
+}
+
+bool UdpSocket::enable_gro() {
+  const int one = 1;
+  if (!gro_ && ::setsockopt(socket_.native_handle(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0) {
+    gro_ = true;
+  }
+  return gro_;
 }
 
 base::SocketAddress UdpSocket::local_address() const {

@@ -108,6 +108,13 @@ class UdpSocket {
                                               const base::SocketAddress& dest);
   [[nodiscard]] bool gso_enabled() const { return gso_; }
 
+  // Turns UDP GRO (Linux >= 5.0) on for an open socket, like Options::gro: from now on a
+  // receive may return coalesced datagrams (ReceivedDatagram::segment_size), so every
+  // reader needs a RecvBatch with max_size 65535. Returns whether the kernel took it.
+  bool enable_gro();
+  // Whether GRO is on (Options::gro or enable_gro() succeeded).
+  [[nodiscard]] bool gro_enabled() const { return gro_; }
+
   // Completes when the socket is writable again (or with operation_aborted on cancel).
   Task<base::ErrorCode> wait_writable();
 
@@ -118,14 +125,15 @@ class UdpSocket {
   void close();
 
  private:
-  UdpSocket(asio::ip::udp::socket socket, bool v6, bool dual_stack)
-      : socket_(std::move(socket)), v6_(v6), dual_stack_(dual_stack) {}
+  UdpSocket(asio::ip::udp::socket socket, bool v6, bool dual_stack, bool gro)
+      : socket_(std::move(socket)), v6_(v6), dual_stack_(dual_stack), gro_(gro) {}
   asio::ip::udp::socket socket_;
   // The family, fixed at open: the send paths need it for every datagram, and asking the
   // kernel (getsockname) each time costs a syscall per send.
   bool v6_ = false;
   bool dual_stack_ = false;  // v6_ and IPv4 peers reachable through mapped addresses
   bool gso_ = true;
+  bool gro_ = false;
 };
 
 }  // namespace peertun::io

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
+#include <vector>
 
 namespace peertun::io {
 namespace {
@@ -72,6 +74,55 @@ TEST(UdpSocketTest, Ipv6OnlySocketRefusesIpv4Peers) {
   const std::array<std::uint8_t, 1> ping = {1};
   EXPECT_EQ(v6->try_send(ping, *SocketAddress::parse("127.0.0.1:9")),
             boost::system::errc::address_family_not_supported);
+}
+
+TEST(UdpSocketTest, GroDeliversAGsoBatchCoalescedWithItsSegmentSize) {
+  boost::asio::io_context io;
+  auto receiver = UdpSocket::open(io.get_executor(), *SocketAddress::parse("127.0.0.1:0"));
+  auto sender = UdpSocket::open(io.get_executor(), *SocketAddress::parse("127.0.0.1:0"));
+  ASSERT_TRUE(receiver);
+  ASSERT_TRUE(sender);
+  EXPECT_FALSE(receiver->gro_enabled());
+  if (!receiver->enable_gro()) {
+    GTEST_SKIP() << "no UDP GRO in this kernel";
+  }
+  EXPECT_TRUE(receiver->gro_enabled());
+  EXPECT_TRUE(receiver->enable_gro());  // idempotent
+
+  // Five 1000-byte datagrams and a short one, sent as one GSO batch.
+  std::vector<std::uint8_t> data(5 * 1000 + 300);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    data[i] = static_cast<std::uint8_t>(i / 1000);
+  }
+  auto sent = sender->try_send_segments(data, 1000, receiver->local_address());
+  ASSERT_TRUE(sent);
+  ASSERT_EQ(*sent, data.size());
+
+  RecvBatch batch(4, 65535);
+  std::vector<std::uint8_t> got;
+  std::vector<std::size_t> segment_sizes;
+  for (int reads = 0; got.size() < data.size() && reads < 6; ++reads) {
+    auto n = run<base::Result<std::size_t>>(io, receiver->receive(batch));
+    ASSERT_TRUE(n);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      got.insert(got.end(), batch[i].data.begin(), batch[i].data.end());
+      segment_sizes.push_back(batch[i].segment_size);
+    }
+  }
+  EXPECT_EQ(got, data);
+  if (sender->gso_enabled()) {
+    // Loopback keeps a GSO batch whole for a GRO socket.
+    ASSERT_EQ(segment_sizes.size(), 1U);
+    EXPECT_EQ(segment_sizes[0], 1000U);
+  }
+
+  // A lone datagram reports its own size as the segment size.
+  const std::array<std::uint8_t, 3> ping = {1, 2, 3};
+  ASSERT_FALSE(sender->try_send(ping, receiver->local_address()));
+  auto n = run<base::Result<std::size_t>>(io, receiver->receive(batch));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(batch[0].data.size(), 3U);
+  EXPECT_EQ(batch[0].segment_size, 3U);
 }
 
 }  // namespace
