@@ -466,10 +466,12 @@ io::Task<void> P2pSession::run_tunnel(bool is_a, std::shared_ptr<quic::Session> 
     if (!received) {
       if (!stopping_) {
         // Close QUIC first so our refusal reaches the sender before the relay tells it
-        // we left.
+        // we left. The sender may quit before acknowledging the close: our own failure
+        // is what we report then, not its leaving.
+        transfer_failure_ =
+            Failure{1, "receiving a file from " + peer + " failed: " + received.error().message()};
         co_await session->close(1, received.error().message(), std::chrono::seconds(2));
-        finish(
-            Failure{1, "receiving a file from " + peer + " failed: " + received.error().message()});
+        finish(transfer_failure_);
       }
       co_return;
     }
@@ -764,8 +766,9 @@ io::Task<std::optional<Failure>> P2pSession::run_session(bool is_a,
               peer_gone_timer_->expires_after(kPeerGoneGrace);
               peer_gone_timer_->async_wait([this, peer_role](const base::ErrorCode& ec) {
                 if (!ec) {
-                  finish(Failure{1, "peer " + std::string(1, peer_role) +
-                                        " left before the transfer completed"});
+                  finish(transfer_failure_ ? transfer_failure_
+                                           : Failure{1, "peer " + std::string(1, peer_role) +
+                                                            " left before the transfer completed"});
                 }
               });
               return;

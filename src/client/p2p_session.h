@@ -177,6 +177,8 @@ class P2pSession {
   // Armed when the peer leaves mid-transfer (see kPeerGoneGrace).
   std::optional<io::asio::steady_timer> peer_gone_timer_;
   std::optional<Failure> finish_failure_;
+  // Set when this side refused or failed the transfer, before telling the peer.
+  std::optional<Failure> transfer_failure_;
   // The join code as the user gave it (B), for the default mountpoint /tmp/p2p-<code>.
   std::string code_text_;
   std::string nameplate_;
