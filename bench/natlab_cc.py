@@ -8,17 +8,16 @@ Needs root. Usage:
     sudo python3 bench/natlab_cc.py --build build/release [--mib 64] [--reps 2]
 """
 import argparse
-import json
 import os
-import select
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from common import EventLog  # noqa: E402
 from natlab import lab  # noqa: E402
 
 TOKEN = "bench-token"
@@ -30,28 +29,6 @@ LINKS = [
     ("50 ms RTT, 1% loss", {"delay_ms": 13, "loss_pct": {"a": 1}}),
 ]
 CCS = ["bbr", "bbr2", "cubic"]
-
-
-def wait_event(proc, name, timeout):
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if not ready:
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == name:
-                return event
-    return None
 
 
 def stop(proc):
@@ -78,11 +55,14 @@ def one_run(build, src, cc, options, timeout):
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         b = None
         try:
-            code = wait_event(a, "join_code", 20)["code"]
-            b = l.popen("b", [peertun, *common, "p2p-join", code, "--receive", inbox],
+            joined = EventLog(a).wait("join_code", 20)
+            if joined is None:
+                return None
+            b = l.popen("b", [peertun, *common, "p2p-join", joined[1]["code"], "--receive",
+                              inbox],
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            got = wait_event(b, "transfer", timeout)
-            return got["mb_per_s"] if got else None
+            got = EventLog(b).wait("transfer", timeout)
+            return got[1]["mb_per_s"] if got else None
         finally:
             for p in (b, a, relay):
                 if p is not None:

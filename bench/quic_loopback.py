@@ -23,9 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_dir, free_port, median, stop  # noqa: E402
-
-GIB = 1 << 30
+from common import GIB, build_dir, median, run_iperf, stop  # noqa: E402
 
 
 def run_quic(bdir, cc, nbytes, timeout):
@@ -74,29 +72,6 @@ def set_autogroup_nice(nice):
     with open(AUTOGROUP, "w") as f:
         f.write(str(nice))
     return previous
-
-
-def run_iperf(nbytes, timeout):
-    port = free_port()
-    server = subprocess.Popen(["taskset", "-c", "0", "iperf3", "-s", "-B", "127.0.0.1",
-                               "-p", str(port), "-1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):  # bounded: the server needs a moment to listen
-            out = subprocess.run(["taskset", "-c", "1", "iperf3", "-c", "127.0.0.1", "-p",
-                                  str(port), "-n", str(nbytes), "-R", "-J"],
-                                 capture_output=True, text=True, timeout=timeout)
-            j = json.loads(out.stdout) if out.stdout.strip() else {}
-            if "end" in j and "sum_received" in j["end"]:
-                e = j["end"]
-                return {"MBps": e["sum_received"]["bits_per_second"] / 8e6,
-                        "send_cpu_pct": e["cpu_utilization_percent"]["remote_total"],
-                        "recv_cpu_pct": e["cpu_utilization_percent"]["host_total"]}
-            if server.poll() is not None:
-                break
-        raise RuntimeError("iperf3 did not run")
-    finally:
-        stop(server)
 
 
 def main():

@@ -22,6 +22,8 @@ packages=(
   iproute2 nftables conntrack procps psmisc util-linux python3 curl
   # the NAT lab's delay line is fed by the xtables NFQUEUE target (no nft `queue` here)
   iptables
+  # profiles of the data path (bench/quic_throughput.py --perf)
+  linux-perf
 )
 
 missing=()
