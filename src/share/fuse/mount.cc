@@ -421,12 +421,16 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
   // ---- libfuse operations (on the executor, inside fuse_session_process_buf) ----
 
   void on_init(fuse_conn_info* conn) {
-    const unsigned want = FUSE_CAP_ASYNC_READ |  // several READs of one file in flight
-                          FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |  // ls -l in one go
+    const unsigned want = FUSE_CAP_ASYNC_READ |       // several READs of one file in flight
+                          FUSE_CAP_READDIRPLUS |      // ls -l in one go
                           FUSE_CAP_PARALLEL_DIROPS |  // lookups in one directory in parallel
                           FUSE_CAP_AUTO_INVAL_DATA |  // new mtime/size drops cached pages
                           FUSE_CAP_CACHE_SYMLINKS;    // link targets in the page cache
     conn->want |= want & conn->capable;
+    // Every listing batch with attributes, not only the first (READDIRPLUS_AUTO): A sends
+    // them anyway, and without them each later open costs a LOOKUP round trip to A
+    // (bench/share.py: 1,000 small files 0.93 s -> 0.76 s on loopback).
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_READDIRPLUS_AUTO);
     // Requests are read into one reused memory buffer (buf_), never spliced.
     conn->want &=
         ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
@@ -844,13 +848,13 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
     // must not keep B's callers in uninterruptible sleep. A late answer then finds no
     // kernel request and takes the same path as one after EIO (a late Lookup is
     // forgotten at A again).
-    const auto deadline =
-        std::make_shared<asio::steady_timer>(executor_, options_.answer_deadline);
-    deadline->async_wait([weak = weak_from_this(), deadline, token](boost::system::error_code) {
+    auto deadline = std::make_unique<asio::steady_timer>(executor_, options_.answer_deadline);
+    deadline->async_wait([weak = weak_from_this(), token](boost::system::error_code ec) {
       const auto self = weak.lock();
-      if (!self) {
-        return;
+      if (ec || !self) {
+        return;  // answered in time (cancelled), or the mount is gone
       }
+      self->deadlines_.erase(token);
       if (const auto it = self->pending_.find(token); it != self->pending_.end()) {
         log().warn("fuse.request_timeout after_ms={}", self->options_.answer_deadline.count());
         fuse_req_t waiting = it->second;
@@ -859,6 +863,7 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
         self->reply_eio(waiting);
       }
     });
+    deadlines_.emplace(token, std::move(deadline));
   }
 
   void call_peer(std::uint64_t token, proto::RequestBody body, std::shared_ptr<const Answer> answer,
@@ -890,6 +895,10 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
       req = it->second;
       pending_.erase(it);
       in_flight_ = pending_.size();
+    }
+    if (const auto d = deadlines_.find(token); d != deadlines_.end()) {
+      d->second->cancel();  // its handler sees operation_aborted and does nothing
+      deadlines_.erase(d);
     }
     if (!result) {
       if (req != nullptr) {
@@ -1119,6 +1128,10 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
   }
 
   void fail_pending() {
+    for (auto& [token, timer] : deadlines_) {
+      timer->cancel();
+    }
+    deadlines_.clear();
     auto pending = std::move(pending_);
     pending_.clear();
     in_flight_ = 0;
@@ -1162,6 +1175,8 @@ class MountImpl final : public Mount, public std::enable_shared_from_this<MountI
 
   std::uint64_t next_token_ = 1;
   std::unordered_map<std::uint64_t, fuse_req_t> pending_;  // kernel requests waiting for A
+  // Their answer deadlines (MountOptions::answer_deadline), cancelled when A answers.
+  std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> deadlines_;
   std::unordered_map<NodeId, NodeState> nodes_;
   std::unordered_set<proto::HandleId> handles_;
   std::uint64_t next_dir_id_ = 1;
