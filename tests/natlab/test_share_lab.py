@@ -12,7 +12,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -21,7 +20,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 import harness  # noqa: E402
 from natlab import lab  # noqa: E402
-from share_tree import assert_same_view, make_tree  # noqa: E402
+from share_tree import assert_reader_fails_fast_when, assert_same_view, make_tree  # noqa: E402
 from test_punch import RELAY_PORT, TOKEN, fetch_metrics  # noqa: E402
 
 STEP_TIMEOUT_S = 30.0
@@ -95,29 +94,8 @@ class ShareLab(unittest.TestCase):
     def test_a_vanishing_mid_read_gives_eio_and_unmounts(self):
         with lab.Lab("port-restricted", "restricted") as l:
             a, b, mnt, _ = self.mount(l)
-            outcome = {}
-            reading = threading.Event()
-
-            def reader():
-                try:
-                    with open(os.path.join(mnt, "big.bin"), "rb", buffering=0) as f:
-                        while f.read(64 * 1024):
-                            reading.set()
-                            time.sleep(0.002)
-                    outcome["result"] = "read to the end"
-                except OSError as e:
-                    outcome["result"] = e.errno
-                    outcome["at"] = time.monotonic()
-
-            t = threading.Thread(target=reader)
-            t.start()
-            self.assertTrue(reading.wait(STEP_TIMEOUT_S), "the first read did not complete")
-            killed = time.monotonic()
-            a.p.kill()
-            t.join(STEP_TIMEOUT_S)
-            self.assertFalse(t.is_alive(), "the reader hung after A vanished")
-            self.assertIn(outcome.get("result"), (errno.EIO, errno.ENOTCONN))
-            self.assertLess(outcome["at"] - killed, 10)
+            assert_reader_fails_fast_when(self, os.path.join(mnt, "big.bin"), a.p.kill,
+                                          (errno.EIO, errno.ENOTCONN))
             b.wait_exit(STEP_TIMEOUT_S)
             self.assertEqual(harness.mounts_below(mnt), [])
 

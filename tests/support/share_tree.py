@@ -3,6 +3,8 @@ by the loopback integration tests and the NAT-lab tests."""
 import hashlib
 import os
 import stat
+import threading
+import time
 
 BIG = 200 * 1024 * 1024 + 4321
 SMALL_FILES = 10_000
@@ -110,3 +112,32 @@ def assert_same_view(test, root, mnt):
                 test.assertEqual(g[2], mode)
             if kind == stat.S_IFREG:
                 test.assertEqual(g[3], mtime)
+
+
+def assert_reader_fails_fast_when(test, path, vanish, errnos, within_s=10, timeout_s=30):
+    """Reads `path` slowly on a thread; once the first read returned, calls `vanish()`
+    (kill peer A). The reader must end with one of `errnos` within `within_s` seconds of
+    that, never hang."""
+    outcome = {}
+    reading = threading.Event()
+
+    def slow_reader():
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while f.read(64 * 1024):
+                    reading.set()
+                    time.sleep(0.002)
+            outcome["result"] = "read to the end"
+        except OSError as e:
+            outcome["result"] = e.errno
+            outcome["at"] = time.monotonic()
+
+    t = threading.Thread(target=slow_reader)
+    t.start()
+    test.assertTrue(reading.wait(timeout_s), "the first read did not complete")
+    vanished = time.monotonic()
+    vanish()
+    t.join(timeout_s)
+    test.assertFalse(t.is_alive(), "the reader hung after A vanished")
+    test.assertIn(outcome.get("result"), errnos)
+    test.assertLess(outcome["at"] - vanished, within_s)
