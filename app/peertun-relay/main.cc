@@ -1,7 +1,6 @@
 // peertun-relay: the self-hostable rendezvous, STUN and (later) TURN server.
 // Flags override relay.toml; see docs/relay.md.
 
-
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>

@@ -41,8 +41,7 @@ class Printer final : public client::P2pObserver {
  public:
   // `file_push`: --send/--receive, where the QUIC line is the news; when sharing a
   // folder the user sees DESIGN.md's four lines and the QUIC line only in --json.
-  explicit Printer(bool as_json, bool file_push = false)
-      : json_(as_json), file_push_(file_push) {}
+  explicit Printer(bool as_json, bool file_push = false) : json_(as_json), file_push_(file_push) {}
 
   void event(std::string_view name, json::object fields, const std::string& human) {
     if (json_) {

@@ -415,11 +415,10 @@ io::Task<base::ErrorCode> serve_share(std::shared_ptr<quic::Session> session,
     log().debug("share.stream_accepted stream={}", *stream);
     ++state->streams;
     auto server = std::make_shared<StreamServer>(executor, session, exporter, state, *stream);
-    io::asio::co_spawn(executor, serve_stream(server, state),
-                       [state](std::exception_ptr e) {
-                         --state->streams;
-                         io::log_task_exception(e, "share.stream");
-                       });
+    io::asio::co_spawn(executor, serve_stream(server, state), [state](std::exception_ptr e) {
+      --state->streams;
+      io::log_task_exception(e, "share.stream");
+    });
   }
 }
 

@@ -25,10 +25,10 @@
 namespace peertun::share {
 
 struct ExporterOptions {
-  bool writable = false;        // `--rw` on A (write requests need it; EROFS otherwise)
-  std::size_t threads = 4;      // disk threads
-  std::size_t max_handles = 1024;      // open files per peer (EMFILE beyond)
-  std::size_t max_nodes = 1U << 20;    // nodes B may hold at once (ENOMEM beyond)
+  bool writable = false;             // `--rw` on A (write requests need it; EROFS otherwise)
+  std::size_t threads = 4;           // disk threads
+  std::size_t max_handles = 1024;    // open files per peer (EMFILE beyond)
+  std::size_t max_nodes = 1U << 20;  // nodes B may hold at once (ENOMEM beyond)
 };
 
 enum class ExporterErrc {

@@ -134,9 +134,9 @@ struct ForgetRequest {
   bool operator==(const ForgetRequest&) const = default;
 };
 
-using RequestBody = std::variant<HelloRequest, LookupRequest, GetAttrRequest, ReadDirRequest,
-                                 OpenRequest, ReadRequest, ReadLinkRequest, StatFsRequest,
-                                 ReleaseRequest, ForgetRequest>;
+using RequestBody =
+    std::variant<HelloRequest, LookupRequest, GetAttrRequest, ReadDirRequest, OpenRequest,
+                 ReadRequest, ReadLinkRequest, StatFsRequest, ReleaseRequest, ForgetRequest>;
 
 struct Request {
   RequestId id = 0;
@@ -216,8 +216,8 @@ using ReplyBody = std::variant<EmptyReply, HelloReply, EntryReply, AttrReply, Re
 
 struct Response {
   RequestId id = 0;
-  Op op = Op::Hello;         // the request's operation
-  std::uint32_t error = 0;   // errno value; when non-zero the body is EmptyReply
+  Op op = Op::Hello;        // the request's operation
+  std::uint32_t error = 0;  // errno value; when non-zero the body is EmptyReply
   ReplyBody body;
   bool operator==(const Response&) const = default;
 };

@@ -584,7 +584,7 @@ io::Task<void> fin_after_answers(std::shared_ptr<quic::Session> session, std::sh
   const auto second = frame_of({2, statfs});
   both.insert(both.end(), second.begin(), second.end());
   co_await session->write_all(*stream, both, true);  // and B is done with this stream
-  co_await read_answers(session, *stream, out, 3);    // 2 answers, then A's FIN ends it
+  co_await read_answers(session, *stream, out, 3);   // 2 answers, then A's FIN ends it
   out->done = true;
 }
 

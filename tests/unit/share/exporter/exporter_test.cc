@@ -353,8 +353,9 @@ TEST_F(ExporterTest, RequestsPipelinedBehindHelloAreServed) {
   std::vector<proto::Response> answers;
   exporter_->handle(proto::Request{.id = 1, .body = proto::HelloRequest{}},
                     [&answers](proto::Response r) { answers.push_back(std::move(r)); });
-  exporter_->handle(proto::Request{.id = 2, .body = proto::GetAttrRequest{.node = proto::kRootNode}},
-                    [&answers](proto::Response r) { answers.push_back(std::move(r)); });
+  exporter_->handle(
+      proto::Request{.id = 2, .body = proto::GetAttrRequest{.node = proto::kRootNode}},
+      [&answers](proto::Response r) { answers.push_back(std::move(r)); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (answers.size() < 2 && std::chrono::steady_clock::now() < deadline) {
     io_.restart();
