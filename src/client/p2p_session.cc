@@ -151,6 +151,10 @@ io::Task<void> P2pSession::unmount() {
   observer_.unmounted(mount_->mountpoint(), why);
 }
 
+bool P2pSession::serves_folder(bool is_a) const {
+  return is_a && settings_.share_dir && !settings_.send_file;  // --send pushes instead
+}
+
 void P2pSession::stop() {
   stopping_ = true;
   if (mount_) {
@@ -418,7 +422,7 @@ void P2pSession::start_tunnel(bool is_a, const base::SocketAddress& remote) {
   const auto now = quic::Clock::now();
   quic::Config config;
   config.congestion_control = settings_.congestion_control;
-  if (is_a && settings_.share_dir && !settings_.send_file) {
+  if (serves_folder(is_a)) {
     config.stream_send_buffer = kShareStreamSendBuffer;  // see share_channel.h
   }
   auto connection = is_a ? quic::Connection::server(identity_, *fingerprint, config, now)
@@ -482,7 +486,7 @@ io::Task<void> P2pSession::run_tunnel(bool is_a, std::shared_ptr<quic::Session> 
     finish(std::nullopt);
     co_return;
   }
-  if (is_a && settings_.share_dir && !settings_.send_file) {
+  if (serves_folder(is_a)) {
     co_await serve_folder(session);
   } else if (!is_a && settings_.mount) {
     co_await mount_folder(session);
@@ -590,7 +594,7 @@ io::Task<std::optional<Failure>> P2pSession::run_session(bool is_a,
   if (auto failed = make_identity()) {
     co_return failed;
   }
-  if (is_a && settings_.share_dir && !settings_.send_file) {
+  if (serves_folder(is_a)) {
     ours_.share_name = share_display_name(*settings_.share_dir);
   }
   auto connected = co_await ControlClient::connect(settings_.relay, settings_.token);

@@ -130,6 +130,8 @@ class P2pSession {
   io::Task<std::optional<Failure>> run(bool is_a, std::optional<pake::JoinCode> code);
   io::Task<std::optional<Failure>> run_session(bool is_a, std::optional<pake::JoinCode> code);
   io::Task<void> unmount();
+  // Peer A with a folder to share and no file to push.
+  [[nodiscard]] bool serves_folder(bool is_a) const;
   // Peer A serves its folder to B over QUIC; peer B mounts it.
   io::Task<void> serve_folder(std::shared_ptr<quic::Session> session);
   io::Task<void> mount_folder(std::shared_ptr<quic::Session> session);

@@ -125,6 +125,8 @@ class FolderExporter final : public Exporter {
   void submit(Reply& reply, Work work, Finish finish);
   // Answers without disk work (still through the executor, never inside handle()).
   void answer_now(Reply& reply, Outcome outcome);
+  // The node B names, or nullptr after answering ESTALE (a node B never got, or forgot).
+  const detail::NodeTable::Node* known_node(Reply& reply, proto::NodeId id);
   void deliver(Reply& reply, Outcome outcome);
   // Logs a full node table: warn the first time, debug after (a peer cannot flood warns).
   void note_node_limit();
@@ -285,6 +287,14 @@ void FolderExporter::note_node_limit() {
   }
 }
 
+const detail::NodeTable::Node* FolderExporter::known_node(Reply& reply, proto::NodeId id) {
+  const auto* node = nodes_.find(id);
+  if (node == nullptr) {
+    answer_now(reply, detail::errno_error(ESTALE));
+  }
+  return node;
+}
+
 void FolderExporter::dispatch(Reply& reply, const proto::HelloRequest& r) {
   if (r.min_version > r.max_version) {
     answer_now(reply, detail::errno_error(EINVAL));
@@ -322,9 +332,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::HelloRequest& r) {
 }
 
 void FolderExporter::dispatch(Reply& reply, const proto::LookupRequest& r) {
-  const auto* parent = nodes_.find(r.parent);
+  const auto* parent = known_node(reply, r.parent);
   if (parent == nullptr) {
-    answer_now(reply, detail::errno_error(ESTALE));
     return;
   }
   if (!proto::is_valid_name(r.name)) {
@@ -357,9 +366,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::LookupRequest& r) {
 }
 
 void FolderExporter::dispatch(Reply& reply, const proto::GetAttrRequest& r) {
-  const auto* node = nodes_.find(r.node);
+  const auto* node = known_node(reply, r.node);
   if (node == nullptr) {
-    answer_now(reply, detail::errno_error(ESTALE));
     return;
   }
   submit(
@@ -380,9 +388,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::ReadDirRequest& r) {
     answer_now(reply, detail::errno_error(EINVAL));
     return;
   }
-  const auto* node = nodes_.find(r.node);
+  const auto* node = known_node(reply, r.node);
   if (node == nullptr) {
-    answer_now(reply, detail::errno_error(ESTALE));
     return;
   }
   submit(
@@ -418,9 +425,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::ReadDirRequest& r) {
 }
 
 void FolderExporter::dispatch(Reply& reply, const proto::OpenRequest& r) {
-  const auto* node = nodes_.find(r.node);
+  const auto* node = known_node(reply, r.node);
   if (node == nullptr) {
-    answer_now(reply, detail::errno_error(ESTALE));
     return;
   }
   if (r.write && !writable_) {
@@ -491,9 +497,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::ReadRequest& r) {
 }
 
 void FolderExporter::dispatch(Reply& reply, const proto::ReadLinkRequest& r) {
-  const auto* node = nodes_.find(r.node);
+  const auto* node = known_node(reply, r.node);
   if (node == nullptr) {
-    answer_now(reply, detail::errno_error(ESTALE));
     return;
   }
   submit(
@@ -510,9 +515,8 @@ void FolderExporter::dispatch(Reply& reply, const proto::ReadLinkRequest& r) {
 }
 
 void FolderExporter::dispatch(Reply& reply, const proto::StatFsRequest& r) {
-  const auto* node = nodes_.find(r.node);
+  const auto* node = known_node(reply, r.node);
   if (node == nullptr) {
-    answer_now(reply, detail::errno_error(ESTALE));
     return;
   }
   submit(

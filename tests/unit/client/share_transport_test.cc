@@ -366,6 +366,39 @@ struct Flood {
   std::uint64_t data_bytes = 0;
 };
 
+// Hello, Lookup("big") and Open on `stream`; the handle, or nullopt.
+io::Task<std::optional<proto::HandleId>> open_big(std::shared_ptr<quic::Session> session,
+                                                  quic::StreamId stream) {
+  proto::LookupRequest lookup;
+  lookup.parent = proto::kRootNode;
+  lookup.name = "big";
+  wire::Bytes setup = frame_of({1, proto::HelloRequest{}});
+  const auto lookup_frame = frame_of({2, lookup});
+  setup.insert(setup.end(), lookup_frame.begin(), lookup_frame.end());
+  co_await session->write_all(stream, setup, false);
+  std::vector<std::uint8_t> buffer(64 * 1024);
+  proto::FrameReader frames;
+  std::optional<proto::HandleId> handle;
+  for (int reads = 0; !handle && reads < 100; ++reads) {
+    auto got = co_await session->read(stream, buffer);
+    if (!got) {
+      co_return std::nullopt;
+    }
+    frames.feed(std::span<const std::uint8_t>(buffer.data(), got->bytes));
+    for (auto frame = frames.next(); frame && *frame; frame = frames.next()) {
+      auto answer = proto::decode_response(**frame);
+      if (answer && answer->op == proto::Op::Lookup && answer->error == 0) {
+        proto::OpenRequest open;
+        open.node = std::get<proto::EntryReply>(answer->body).attr.node;
+        co_await session->write_all(stream, frame_of({3, open}), false);
+      } else if (answer && answer->op == proto::Op::Open && answer->error == 0) {
+        handle = std::get<proto::OpenReply>(answer->body).handle;
+      }
+    }
+  }
+  co_return handle;
+}
+
 // Asks for many reads without reading answers until told to.
 io::Task<void> flood(std::shared_ptr<quic::Session> session, std::shared_ptr<Flood> out,
                      std::shared_ptr<io::asio::steady_timer> go, std::size_t reads) {
@@ -375,52 +408,11 @@ io::Task<void> flood(std::shared_ptr<quic::Session> session, std::shared_ptr<Flo
     co_return;
   }
   auto stream = co_await session->open_stream();
-  wire::Bytes all = frame_of({1, proto::HelloRequest{}});
-  proto::LookupRequest lookup;
-  lookup.parent = proto::kRootNode;
-  lookup.name = "big";
-  auto lookup_frame = frame_of({2, lookup});
-  all.insert(all.end(), lookup_frame.begin(), lookup_frame.end());
-  co_await session->write_all(*stream, all, false);
-  std::vector<std::uint8_t> buffer(1 << 20);
-  // Hello and Lookup answers: the node id is in the Lookup's Attr; rather than parse it
-  // here, open through a second lookup-free path: node ids start after the root, and the
-  // first looked-up node is the only one.
-  proto::FrameReader frames;
-  std::optional<proto::NodeId> node;
-  while (!node) {
-    auto got = co_await session->read(*stream, buffer);
-    if (!got) {
-      out->failure = "read";
-      out->done = true;
-      co_return;
-    }
-    frames.feed(std::span<const std::uint8_t>(buffer.data(), got->bytes));
-    for (auto frame = frames.next(); frame && *frame; frame = frames.next()) {
-      auto answer = proto::decode_response(**frame);
-      if (answer && answer->op == proto::Op::Lookup && answer->error == 0) {
-        node = std::get<proto::EntryReply>(answer->body).attr.node;
-      }
-    }
-  }
-  proto::OpenRequest open;
-  open.node = *node;
-  co_await session->write_all(*stream, frame_of({3, open}), false);
-  std::optional<proto::HandleId> handle;
-  while (!handle) {
-    auto got = co_await session->read(*stream, buffer);
-    if (!got) {
-      out->failure = "read";
-      out->done = true;
-      co_return;
-    }
-    frames.feed(std::span<const std::uint8_t>(buffer.data(), got->bytes));
-    for (auto frame = frames.next(); frame && *frame; frame = frames.next()) {
-      auto answer = proto::decode_response(**frame);
-      if (answer && answer->op == proto::Op::Open && answer->error == 0) {
-        handle = std::get<proto::OpenReply>(answer->body).handle;
-      }
-    }
+  const auto handle = stream ? co_await open_big(session, *stream) : std::nullopt;
+  if (!handle) {
+    out->failure = "setup";
+    out->done = true;
+    co_return;
   }
   wire::Bytes requests;
   for (std::size_t i = 0; i < reads; ++i) {
@@ -434,6 +426,8 @@ io::Task<void> flood(std::shared_ptr<quic::Session> session, std::shared_ptr<Flo
   co_await session->write_all(*stream, requests, false);
   out->sent = true;
   co_await go->async_wait(io::use_nothrow);  // the test looks at A meanwhile
+  std::vector<std::uint8_t> buffer(1 << 20);
+  proto::FrameReader frames;
   while (out->answers < reads) {
     auto got = co_await session->read(*stream, buffer);
     if (!got) {
@@ -479,39 +473,6 @@ TEST(ShareTransportTest, APeerThatNeverReadsAnswersIsNotReadEither) {
   EXPECT_EQ(out->failure, "");
   EXPECT_EQ(out->answers, kReads);
   EXPECT_EQ(out->data_bytes, kReads * std::uint64_t{proto::kMaxRead});
-}
-
-// Hello, Lookup("big") and Open on `stream`; the handle, or nullopt.
-io::Task<std::optional<proto::HandleId>> open_big(std::shared_ptr<quic::Session> session,
-                                                  quic::StreamId stream) {
-  proto::LookupRequest lookup;
-  lookup.parent = proto::kRootNode;
-  lookup.name = "big";
-  wire::Bytes setup = frame_of({1, proto::HelloRequest{}});
-  const auto lookup_frame = frame_of({2, lookup});
-  setup.insert(setup.end(), lookup_frame.begin(), lookup_frame.end());
-  co_await session->write_all(stream, setup, false);
-  std::vector<std::uint8_t> buffer(64 * 1024);
-  proto::FrameReader frames;
-  std::optional<proto::HandleId> handle;
-  for (int reads = 0; !handle && reads < 100; ++reads) {
-    auto got = co_await session->read(stream, buffer);
-    if (!got) {
-      co_return std::nullopt;
-    }
-    frames.feed(std::span<const std::uint8_t>(buffer.data(), got->bytes));
-    for (auto frame = frames.next(); frame && *frame; frame = frames.next()) {
-      auto answer = proto::decode_response(**frame);
-      if (answer && answer->op == proto::Op::Lookup && answer->error == 0) {
-        proto::OpenRequest open;
-        open.node = std::get<proto::EntryReply>(answer->body).attr.node;
-        co_await session->write_all(stream, frame_of({3, open}), false);
-      } else if (answer && answer->op == proto::Op::Open && answer->error == 0) {
-        handle = std::get<proto::OpenReply>(answer->body).handle;
-      }
-    }
-  }
-  co_return handle;
 }
 
 struct ManyStreams {
